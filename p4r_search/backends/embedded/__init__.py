@@ -1,0 +1,207 @@
+"""The embedded engine (the default backend): tantivy for storage and BM25, usearch for HNSW.
+
+Layout of an index directory: `store/` (tantivy, the source of truth, vectors included) and
+`vectors-<generation>/` (the derived vector cache and HNSW graph). A write commits the store first, then
+saves the cache for the new generation. A crash in between leaves a store whose generation has no cache:
+opening it for reading fails with an error naming `p4r index repair`; opening it for writing repairs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ...documents import ItemDocument
+from ...errors import ConfigError, IndexStateError
+from ...models import EvidenceSnippet, Hit, MatchedPersona
+from ...query import PersonaQuery, item_filter_values
+from .search import SearchPlan
+from .store import Meta, Row, TantivyStore
+from .vectors import HnswConfig, VectorCache, cache_dir
+
+STORE_DIR = "store"
+
+
+class EmbeddedBackend:
+    """An index directory on this machine. `writable=True` creates it and repairs a stale vector cache."""
+
+    def __init__(
+        self, path: str | Path, *, writable: bool = False, exact_threshold: int = 20_000, hnsw: HnswConfig | None = None
+    ):
+        self.path = Path(path)
+        self.writable = writable
+        self.exact_threshold = exact_threshold
+        self.hnsw = hnsw or HnswConfig()
+        self.store = TantivyStore(self.path / STORE_DIR, create=writable)
+        self._cache: VectorCache | None = None
+        self._cache_generation: int | None = None
+
+    # -- state ------------------------------------------------------------------------------------
+    @property
+    def meta(self) -> Meta:
+        return self.store.meta()
+
+    @property
+    def model_name(self) -> str | None:
+        return self.meta.model
+
+    def vectors(self) -> VectorCache | None:
+        """The vector cache of the store's current generation (None while the index is empty)."""
+        meta = self.meta
+        if meta.dim is None:
+            return None
+        if self._cache is not None and self._cache_generation == meta.generation:
+            return self._cache
+        folder = cache_dir(self.path, meta.generation)
+        if (folder / "hnsw.usearch").exists() and (folder / "rows.npz").exists():
+            cache = VectorCache.load(folder, meta.dim, self.hnsw)
+        elif self.writable:
+            cache = self._rebuild(meta)
+        else:
+            raise IndexStateError(
+                f"{self.path}: the vector index does not match the store (generation {meta.generation}); "
+                f"a write was interrupted. Rebuild it with: p4r index repair --index {self.path}"
+            )
+        self._cache, self._cache_generation = cache, meta.generation
+        return cache
+
+    def repair(self) -> int:
+        """Rebuild the vector cache from the vectors kept in the store; returns the number of rows."""
+        meta = self.meta
+        if meta.dim is None:
+            return 0
+        self._cache, self._cache_generation = self._rebuild(meta), meta.generation
+        return len(self._cache)
+
+    def _rebuild(self, meta: Meta) -> VectorCache:
+        cache = VectorCache.from_rows(meta.dim, self.store.scan_rows(), self.hnsw)
+        cache.save(self.path, meta.generation)
+        return cache
+
+    # -- writing ----------------------------------------------------------------------------------
+    def upsert(self, documents: Iterable[ItemDocument]) -> int:
+        """Replace the personas of every given item, in one atomic commit."""
+        self._require_writable()
+        meta, cache = self.meta, self.vectors()
+        next_key = meta.next_row_key
+        rows: list[Row] = []
+        item_ids: dict[str, None] = {}
+        dim, model = meta.dim, meta.model
+        for doc in documents:
+            dim, model = self._check_compatible(doc, dim, model)
+            if doc.item_id in item_ids:
+                rows = [r for r in rows if r.item_id != doc.item_id]  # the last version of an item wins
+            item_ids[doc.item_id] = None
+            for persona, vector in zip(doc.personas, doc.vectors):
+                rows.append(_row(next_key, doc, persona, vector))
+                next_key += 1
+        if not item_ids:
+            return 0
+        new_meta = Meta(generation=meta.generation + 1, next_row_key=next_key, dim=dim, model=model)
+        self.store.commit(new_meta, delete_items=item_ids, rows=rows)
+        cache = cache or VectorCache.empty(dim, self.hnsw)
+        cache.apply(
+            removed_items=item_ids,
+            keys=np.asarray([r.row_key for r in rows], np.uint64),
+            items=np.asarray([r.item_id for r in rows], object),
+            vectors=np.asarray([r.vector for r in rows], np.float32).reshape(-1, dim),
+        )
+        self._save(cache, new_meta.generation)
+        return len(item_ids)
+
+    def delete(self, item_ids: Sequence[str]) -> int:
+        self._require_writable()
+        meta, cache = self.meta, self.vectors()
+        if cache is None:
+            return 0
+        present = [i for i in dict.fromkeys(item_ids) if i in cache.item_rows]
+        if not present:
+            return 0
+        new_meta = Meta(generation=meta.generation + 1, next_row_key=meta.next_row_key, dim=meta.dim, model=meta.model)
+        self.store.commit(new_meta, delete_items=present, rows=())
+        cache.apply(removed_items=present, keys=np.zeros(0, np.uint64), items=np.zeros(0, object), vectors=np.zeros((0, meta.dim)))
+        self._save(cache, new_meta.generation)
+        return len(present)
+
+    def _save(self, cache: VectorCache, generation: int) -> None:
+        cache.save(self.path, generation)
+        self._cache, self._cache_generation = cache, generation
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise ConfigError(f"{self.path} is open read-only")
+
+    @staticmethod
+    def _check_compatible(doc: ItemDocument, dim: int | None, model: str | None) -> tuple[int, str]:
+        doc_dim = doc.vectors.shape[1]
+        if dim is not None and doc_dim != dim:
+            raise ConfigError(f"item {doc.item_id!r} has {doc_dim}-d vectors; this index holds {dim}-d vectors")
+        if model is not None and doc.encoder_model != model:
+            raise ConfigError(
+                f"item {doc.item_id!r} was encoded with {doc.encoder_model!r}; this index uses {model!r}. "
+                "Use the same --model, or build a new index"
+            )
+        return doc_dim, doc.encoder_model
+
+    # -- reading ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        cache = self.vectors()
+        return 0 if cache is None else len(cache.item_rows)
+
+    def item_ids(self) -> list[str]:
+        cache = self.vectors()
+        return [] if cache is None else sorted(cache.item_rows)
+
+    def persona_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        cache = self.vectors()
+        if cache is None:
+            return {}
+        return {i: v for i in item_ids if (v := cache.item_vectors(i)) is not None}
+
+    def personas(self, item_id: str) -> list[MatchedPersona]:
+        cache = self.vectors()
+        rows = [] if cache is None else cache.item_rows.get(item_id, [])
+        payloads = self.store.payloads(int(cache.keys[r]) for r in rows) if len(rows) else {}
+        return [_persona(payloads[int(cache.keys[r])]) for r in rows]
+
+    def search(self, query: PersonaQuery) -> list[Hit]:
+        cache = self.vectors()
+        if cache is None or len(cache) == 0:
+            return []
+        if query.vector.shape[0] != cache.dim:
+            raise ConfigError(f"the profile has {query.vector.shape[0]} dimensions; this index holds {cache.dim}")
+        scored = SearchPlan(query, cache, self.store, self.exact_threshold).run()
+        payloads = self.store.payloads(cache.row_key(s.item_id, s.persona_index) for s in scored)
+        return [_hit(s, payloads[cache.row_key(s.item_id, s.persona_index)], query.explain) for s in scored]
+
+
+def _row(key: int, doc: ItemDocument, persona, vector: np.ndarray) -> Row:
+    payload = {
+        "title": doc.title,
+        "persona": persona.model_dump(mode="json", exclude={"evidence_snippets"}),
+        "evidence": [s.model_dump(mode="json") for s in persona.evidence_snippets],
+        "generator": doc.generator.model_dump(mode="json"),
+        "input_hash": doc.input_hash,
+    }
+    filters = item_filter_values(doc.item_id, doc.categories, doc.attributes)
+    return Row(key, doc.item_id, persona.embedding_text, filters, payload, np.asarray(vector, np.float32))
+
+
+def _persona(payload: dict) -> MatchedPersona:
+    p = payload["persona"]
+    return MatchedPersona(
+        persona_id=p["persona_id"], name=p["name"], description=p["description"], rationale=p["rationale"], support=p["support"]
+    )
+
+
+def _hit(scored, payload: dict, explain: bool) -> Hit:
+    return Hit(
+        item_id=scored.item_id,
+        title=payload["title"],
+        score=scored.score,
+        scores=scored.components,
+        persona=_persona(payload) if explain else None,
+        evidence=[EvidenceSnippet(**e) for e in payload["evidence"]] if explain else [],
+    )

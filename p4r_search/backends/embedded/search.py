@@ -1,0 +1,110 @@
+"""How the embedded engine answers a `PersonaQuery`: choose exact scan or HNSW, add BM25, fuse.
+
+Vector scores are exact cosines: HNSW only proposes items, and each proposed item is then scored by its
+best persona exactly, as Elasticsearch rescoring or OpenSearch's exact nested scoring would.
+Rows pass the filters before scoring (like Lucene's filtered kNN); when the rows allowed by the filters,
+or the whole index, are fewer than `exact_threshold`, the scan is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ... import fusion
+from ...query import Fusion, Mode, PersonaQuery
+from ...scoring import ScoredItem
+from .store import TantivyStore
+from .vectors import VectorCache
+
+BM25_ROWS_PER_ITEM = 8  # rows fetched per wanted item, since an item has up to 7 personas
+
+
+@dataclass(frozen=True)
+class FusedItem:
+    item_id: str
+    score: float
+    persona_index: int
+    components: dict[str, float]
+
+
+class SearchPlan:
+    def __init__(self, query: PersonaQuery, cache: VectorCache, store: TantivyStore, exact_threshold: int):
+        self.query = query
+        self.cache = cache
+        self.store = store
+        self.exact_threshold = exact_threshold
+
+    def run(self) -> list[FusedItem]:
+        allowed = self._allowed_items()
+        if self.query.mode is not Mode.HYBRID:
+            scored = self._vector_items(self.query.k, allowed)
+            return [FusedItem(s.item_id, s.score, s.persona_index, {"cosine": s.score}) for s in scored]
+        return self._hybrid(allowed)
+
+    def _allowed_items(self) -> set[str] | None:
+        """Items that may be returned, before exclusions: the filters' and the candidates' intersection."""
+        allowed: set[str] | None = None
+        if self.query.filters:
+            keys = self.store.filter_row_keys(dict(self.query.filters))
+            allowed = {self.cache.items[self.cache.key_position[int(k)]] for k in keys if int(k) in self.cache.key_position}
+        if self.query.candidate_ids is not None:
+            candidates = set(self.query.candidate_ids)
+            allowed = candidates if allowed is None else allowed & candidates
+        return allowed
+
+    def _vector_items(self, count: int, allowed: set[str] | None) -> list[ScoredItem]:
+        q, scorer = self.query, self.cache.scorer
+        if self._scan_exactly(allowed):
+            candidates = None if allowed is None else sorted(allowed)
+            return scorer.top_k(q.vector, count, exclude=q.exclude_ids, candidates=candidates)
+        wanted = max(count, q.num_candidates)
+        proposed = self.cache.knn_items(q.vector, wanted, allowed, q.exclude_ids)
+        scored = scorer.score_items(q.vector, proposed)
+        scored.sort(key=lambda s: (-s.score, s.item_id))
+        return scored[:count]
+
+    def _scan_exactly(self, allowed: set[str] | None) -> bool:
+        if self.query.mode is Mode.EXACT or self.query.candidate_ids is not None:
+            return True
+        if allowed is not None:
+            rows = sum(len(self.cache.item_rows.get(i, ())) for i in allowed)
+            return rows <= self.exact_threshold
+        return len(self.cache) <= self.exact_threshold
+
+    def _bm25_items(self, allowed: set[str] | None) -> dict[str, float]:
+        """Best BM25 score of any persona of each item (as a nested query with score_mode max)."""
+        q = self.query
+        ids = None if q.candidate_ids is None else sorted(allowed or ())
+        rows = self.store.bm25(q.text or "", q.num_candidates * BM25_ROWS_PER_ITEM, dict(q.filters), ids)
+        best: dict[str, float] = {}
+        for key, score in rows:
+            position = self.cache.key_position.get(key)
+            if position is None:
+                continue
+            item = self.cache.items[position]
+            if item in q.exclude_ids or (allowed is not None and item not in allowed):
+                continue
+            best[item] = max(best.get(item, 0.0), score)
+        top = fusion.ranked(best)[: q.num_candidates]
+        return {item: best[item] for item in top}
+
+    def _hybrid(self, allowed: set[str] | None) -> list[FusedItem]:
+        q = self.query
+        vector = {s.item_id: s.score for s in self._vector_items(q.num_candidates, allowed)}
+        keyword = self._bm25_items(allowed)
+        weights = (q.vector_weight, q.text_weight)
+        if q.fusion is Fusion.RRF:
+            fused = fusion.rrf([vector, keyword], weights, q.rank_constant)
+        else:
+            fused = fusion.linear([vector, keyword], weights)
+        top = fusion.ranked(fused)[: q.k]
+        exact = {s.item_id: s for s in self.cache.scorer.score_items(q.vector, top)}
+        return [
+            FusedItem(
+                item,
+                fused[item],
+                exact[item].persona_index,
+                {"cosine": exact[item].score, "bm25": keyword.get(item, 0.0), "fused": fused[item]},
+            )
+            for item in top
+        ]

@@ -1,0 +1,8 @@
+"""The `p4r` command line. Importing this registers every command on the `cli` group."""
+
+from . import index, personas, recommend  # noqa: F401  (registers the commands)
+from .app import cli
+
+main = cli
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,143 @@
+"""`p4r recommend` and `p4r explain`: history or text → profile → persona query → explained hits."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import click
+
+from ..backends.embedded import EmbeddedBackend
+from ..catalog import load_interactions
+from ..encoder import Encoder
+from ..errors import ConfigError, NotFoundError
+from ..models import Hit
+from ..profile import ProfileConfig
+from ..query import Fusion, Mode, parse_filters
+from ..recommend import Explanation, Recommender, SearchOptions, UserInput
+from .app import cli
+from .index import index_dir
+from .options import input_file, json_option, make_reader, model_option, report_rejects, skip_invalid_option
+
+
+def user_options(f):
+    for option in reversed(
+        [
+            click.option("--user", "user_id", default=None, help="User id to look up in --interactions."),
+            click.option("--interactions", "interactions_path", type=input_file, default=None, help="Interactions JSONL."),
+            click.option("--history", default=None, metavar="ID,ID,…", help="Item ids the user interacted with, oldest first."),
+            click.option("--text", "user_text", default=None, help="Free text: the user's own reviews, or what they want."),
+            click.option("--last-n", type=int, default=10, show_default=True, help="Interactions in the profile."),
+            click.option("--gamma", type=float, default=0.65, show_default=True, help="Recency decay: weight gamma**age."),
+            click.option(
+                "--profile-text-weight", type=float, default=0.5, show_default=True, help="Weight of --text with a history."
+            ),
+            model_option,
+            skip_invalid_option,
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def user_input(user_id, interactions_path, history, user_text, backend, skip_invalid) -> UserInput:
+    if user_id and history:
+        raise ConfigError("give --user or --history, not both")
+    if user_id:
+        if interactions_path is None:
+            raise ConfigError("--user needs --interactions")
+        reader = make_reader(skip_invalid, None, interactions_path.with_name(interactions_path.name + ".rejects.jsonl"))
+        by_user = load_interactions(interactions_path, reader, set(backend.item_ids()))
+        report_rejects(reader)
+        if user_id not in by_user:
+            raise NotFoundError(f"user {user_id!r} has no interactions in {interactions_path}")
+        return UserInput(history=tuple(i.item_id for i in by_user[user_id]), text=user_text)
+    ids = tuple(i.strip() for i in (history or "").split(",") if i.strip())
+    return UserInput(history=ids, text=user_text)
+
+
+def make_recommender(index_path, model, last_n, gamma, profile_text_weight):
+    backend = EmbeddedBackend(index_path)
+    encoder = Encoder(model) if model else None
+    return backend, Recommender(backend, encoder=encoder, profile=ProfileConfig(last_n, gamma, profile_text_weight))
+
+
+@cli.command()
+@index_dir
+@user_options
+@click.option("--query", "keywords", default=None, help="Keywords: BM25 over persona text, fused with the profile (hybrid).")
+@click.option("-k", type=int, default=10, show_default=True, help="How many items.")
+@click.option("--num-candidates", type=int, default=100, show_default=True, help="Items considered per retriever.")
+@click.option("--mode", type=click.Choice([m.value for m in Mode if m is not Mode.HYBRID]), default="knn", show_default=True)
+@click.option("--fusion", type=click.Choice([f.value for f in Fusion]), default="linear", show_default=True)
+@click.option("--vector-weight", type=float, default=0.5, show_default=True)
+@click.option("--text-weight", type=float, default=0.5, show_default=True)
+@click.option("--filter", "filters", multiple=True, metavar="FIELD=VALUE", help="categories=…, item_id=… or attributes.NAME=… (repeatable).")
+@click.option("--candidates", default=None, metavar="ID,ID,…", help="Rerank only these items, scored exactly (the paper's setting).")
+@click.option("--include-seen", is_flag=True, help="Allow items from the user's history.")
+@json_option
+def recommend(index_path, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight, model,
+              skip_invalid, keywords, k, num_candidates, mode, fusion, vector_weight, text_weight, filters, candidates,
+              include_seen, as_json):
+    """Recommend items for a user, each explained by its best-matching persona."""
+    backend, recommender = make_recommender(index_path, model, last_n, gamma, profile_text_weight)
+    user = user_input(user_id, interactions_path, history, user_text, backend, skip_invalid)
+    options = SearchOptions(
+        k=k, num_candidates=num_candidates, mode=Mode(mode), keywords=keywords, fusion=fusion,
+        vector_weight=vector_weight, text_weight=text_weight, filters=parse_filters(filters),
+        candidate_ids=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
+        include_seen=include_seen,
+    )
+    hits = recommender.recommend(user, options)
+    if as_json:
+        click.echo(json.dumps({"user": user_id, "history": list(user.history), "hits": [h.model_dump(mode="json") for h in hits]}))
+        return
+    click.echo(f"{len(hits)} recommendation(s){f' for {user_id}' if user_id else ''}:")
+    for rank, hit in enumerate(hits, start=1):
+        click.echo(format_hit(rank, hit))
+
+
+@cli.command()
+@index_dir
+@user_options
+@click.option("--item", "item_id", required=True, help="The item to explain.")
+@json_option
+def explain(index_path, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight, model,
+            skip_invalid, item_id, as_json):
+    """Explain why ITEM suits this user: its personas by similarity, and the history behind the match."""
+    backend, recommender = make_recommender(index_path, model, last_n, gamma, profile_text_weight)
+    user = user_input(user_id, interactions_path, history, user_text, backend, skip_invalid)
+    explanation = recommender.explain(user, item_id)
+    click.echo(explanation.model_dump_json() if as_json else format_explanation(explanation))
+
+
+def wrap(text: str, indent: str = "     ") -> str:
+    return textwrap.fill(" ".join(text.split()), width=100, initial_indent=indent, subsequent_indent=indent)
+
+
+def format_scores(hit: Hit) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in hit.scores.items())
+
+
+def format_hit(rank: int, hit: Hit) -> str:
+    lines = [f"{rank:>2}. {hit.title} [{hit.item_id}]  score {hit.score:.3f}  ({format_scores(hit)})"]
+    if hit.persona:
+        lines.append(wrap(f"persona: {hit.persona.name} ({hit.persona.support:.0%} of reviews): {hit.persona.description}"))
+    if hit.evidence:
+        lines.append(wrap(f'evidence {hit.evidence[0].review_id}: "{hit.evidence[0].text}"'))
+    return "\n".join(lines)
+
+
+def format_explanation(e: Explanation) -> str:
+    rank = f"rank {e.rank} of {e.catalog_size}" if e.rank else f"not in the top 1000 of {e.catalog_size}"
+    lines = [f"{e.hit.title} [{e.hit.item_id}]: score {e.hit.score:.3f}, {rank}", "", "Personas, best match first:"]
+    lines += [f"  {s.cosine:+.3f}  {s.persona.name} ({s.persona.support:.0%} of reviews)" for s in e.persona_scores]
+    best = e.persona_scores[0].persona
+    lines += ["", f"Best persona: {best.name}", wrap(best.description, "  "), wrap(best.rationale, "  ")]
+    if e.hit.evidence:
+        lines += ["", "Evidence:"] + [wrap(f'{s.review_id}: "{s.text}"', "  ") for s in e.hit.evidence]
+    if e.contributions:
+        lines += ["", "History behind it (recency weight × similarity to the persona):"]
+        lines += [f"  {c.item_id}: {c.recency_weight:.2f} × {c.cosine_to_persona:+.3f}" for c in e.contributions]
+    return "\n".join(lines)

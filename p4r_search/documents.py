@@ -1,0 +1,66 @@
+"""Personas + vectors → index documents: one per item, holding its personas and their vectors.
+
+The text embedded for a persona (and searched with BM25) is `Persona.embedding_text`: its name,
+description and rationale, joined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import numpy as np
+
+from .encoder import TextEncoder
+from .models import GeneratorInfo, Item, ItemPersonas, Persona
+
+
+@dataclass(frozen=True)
+class ItemDocument:
+    item_id: str
+    title: str
+    personas: tuple[Persona, ...]
+    vectors: np.ndarray  # (len(personas), dim), unit rows
+    generator: GeneratorInfo
+    input_hash: str
+    encoder_model: str
+    categories: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or len(self.vectors) != len(self.personas):
+            raise ValueError(f"item {self.item_id!r}: one vector per persona is needed")
+
+
+def build_documents(
+    records: Iterable[ItemPersonas],
+    encoder: TextEncoder,
+    items: Mapping[str, Item] | None = None,
+    batch_items: int = 64,
+) -> Iterator[ItemDocument]:
+    """Encode personas in batches of items; item metadata (title, categories, attributes) is optional."""
+    records = iter(records)
+    while batch := list(islice(records, batch_items)):
+        texts = [p.embedding_text for record in batch for p in record.personas]
+        vectors = encoder.encode(texts)
+        start = 0
+        for record in batch:
+            end = start + len(record.personas)
+            yield make_document(record, vectors[start:end], encoder.model_name, (items or {}).get(record.item_id))
+            start = end
+
+
+def make_document(record: ItemPersonas, vectors: np.ndarray, encoder_model: str, item: Item | None) -> ItemDocument:
+    return ItemDocument(
+        item_id=record.item_id,
+        title=item.title if item else record.item_id,
+        personas=tuple(record.personas),
+        vectors=np.asarray(vectors, dtype=np.float32),
+        generator=record.generator,
+        input_hash=record.input_hash,
+        encoder_model=encoder_model,
+        categories=tuple(item.categories) if item else (),
+        attributes=dict(item.attributes) if item else {},
+    )

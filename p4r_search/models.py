@@ -1,0 +1,142 @@
+"""The data formats, as pydantic models: items, reviews, interactions, personas, and search hits.
+
+Every input model forbids unknown keys, so a misspelled field is an error rather than silently ignored.
+Ids are strings; integer ids in real exports are accepted and turned into strings.
+Timestamps accept Unix seconds or ISO 8601 and are kept as timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _id_to_str(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value  # let pydantic reject it: a boolean is never an id
+    return str(value) if isinstance(value, int) else value
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or whitespace-only")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _two_or_three_words(value: str) -> str:
+    words = value.split()
+    if not 2 <= len(words) <= 3:
+        raise ValueError(f"a persona name has 2 or 3 words, got {len(words)}: {value!r}")
+    return " ".join(words)
+
+
+Id = Annotated[str, BeforeValidator(_id_to_str), AfterValidator(_non_blank)]
+Text = Annotated[str, AfterValidator(_non_blank)]
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+Rating = Annotated[float, Field(ge=0, le=10)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Item(_Input):
+    item_id: Id
+    title: Text
+    description: str | None = None
+    categories: list[str] = Field(default_factory=list)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class Review(_Input):
+    review_id: Id
+    item_id: Id
+    user_id: Id | None = None
+    rating: Rating | None = None
+    timestamp: Timestamp | None = None
+    text: Text
+
+
+class Interaction(_Input):
+    user_id: Id
+    item_id: Id
+    timestamp: Timestamp
+    rating: Rating | None = None
+
+
+class EvidenceSnippet(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    review_id: Id
+    text: str
+
+
+class Persona(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    persona_id: Id
+    name: Annotated[str, AfterValidator(_two_or_three_words)]
+    description: Text
+    rationale: Text
+    evidence_review_ids: list[Id] = Field(min_length=1)
+    support: Annotated[float, Field(ge=0, le=1)]
+    evidence_snippets: list[EvidenceSnippet] = Field(
+        default_factory=list,
+        description="Short excerpts of the most representative evidence reviews, shown in explanations.",
+    )
+
+    @property
+    def embedding_text(self) -> str:
+        """The text that is embedded and searched with BM25: name, description and rationale."""
+        return f"{self.name}. {self.description} {self.rationale}"
+
+
+class GeneratorInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str
+    model: str
+    prompt_version: str = Field(description="The prompt version, or the algorithm version of a non-LLM generator.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ItemPersonas(BaseModel):
+    """One line of a personas JSONL file: the personas of one item and how they were made."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item_id: Id
+    personas: list[Persona] = Field(min_length=1, max_length=7)
+    generator: GeneratorInfo
+    input_hash: str = Field(description="Hash of the item, its reviews and the generator settings.")
+    used_review_ids: list[Id] = Field(default_factory=list)
+
+
+class MatchedPersona(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    persona_id: str
+    name: str
+    description: str
+    rationale: str
+    support: float
+
+
+class Hit(BaseModel):
+    """One recommended item, with the persona that explains it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    item_id: str
+    title: str
+    score: float = Field(description="Cosine similarity of the best persona, or the fused score in hybrid mode.")
+    scores: dict[str, float] = Field(description="Component scores: cosine, bm25, and fused where present.")
+    persona: MatchedPersona | None = Field(default=None, description="The best-matching persona; None when not explained.")
+    evidence: list[EvidenceSnippet] = Field(default_factory=list)
