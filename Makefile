@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 	$(BIN)/p4r recommend --index $(OUT)/index --interactions examples/interactions.jsonl --user demo-petite-dresses -k 5
 	$(BIN)/p4r recommend --index $(OUT)/index --interactions examples/interactions.jsonl --user demo-casual-denim -k 5
 	$(BIN)/p4r recommend --index $(OUT)/index --interactions examples/interactions.jsonl --user demo-casual-denim -k 3 \
-		--query "stretchy comfortable" --filter categories=Jeans
+		--query "soft stretch" --filter categories=Jeans
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

@@ -60,7 +60,7 @@ class Encoder:
         self,
         model: str | None = None,
         *,
-        batch_size: int = 32,
+        batch_size: int = 64,
         device: str | None = None,
         max_seq_length: int | None = 128,
     ):
