@@ -73,14 +73,11 @@ class Recommender:
 
     @property
     def encoder(self) -> TextEncoder:
+        indexed = self.backend.model_name
         if self._encoder is None:
-            if self.backend.model_name is None:
-                raise ConfigError("the index is empty; build it before recommending")
-            self._encoder = Encoder(self.backend.model_name)
-        if self.backend.model_name is not None and self._encoder.model_name != self.backend.model_name:
-            raise ConfigError(
-                f"the index was built with model {self.backend.model_name!r}, not {self._encoder.model_name!r}"
-            )
+            self._encoder = Encoder(indexed)  # None (an empty index) means the default model
+        if indexed is not None and self._encoder.model_name != indexed:
+            raise ConfigError(f"the index was built with model {indexed!r}, not {self._encoder.model_name!r}")
         return self._encoder
 
     def history_vectors(self, history: Sequence[str]) -> list[np.ndarray]:

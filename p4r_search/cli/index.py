@@ -7,17 +7,21 @@ from pathlib import Path
 
 import click
 
+from ..backends.cluster import BulkFailedError
 from ..backends.embedded import EmbeddedBackend
 from ..catalog import load_items
 from ..documents import build_documents
 from ..encoder import Encoder
+from ..errors import ConfigError
 from ..models import ItemPersonas
 from .app import cli
+from .engines import engine_options, open_backend
 from .options import (
     input_file,
     json_option,
     make_reader,
     model_option,
+    counting_bar,
     progress_bar,
     progress_option,
     rejects_option,
@@ -35,30 +39,103 @@ def index() -> None:
     """Build and maintain a persona index (embedded engine: a local directory)."""
 
 
+def read_records(personas_path, reader):
+    return list({r.item_id: r for _, r, _ in reader.read(personas_path, ItemPersonas)}.values())
+
+
+def write_to_cluster(backend, docs, *, partial, failed_docs, chunk_size, progress, total, as_json):
+    with counting_bar(progress, total, "bulk") as bar:
+        report = backend.write(docs, partial=partial, failed_path=failed_docs, chunk=chunk_size, on_chunk=bar.update)
+    summary = {"written": report.written, "failed": report.failed, "retried": report.retried, "index": backend.index}
+    if report.failed:
+        summary["failed_docs"] = str(failed_docs)
+    click.echo(json.dumps(summary) if as_json else
+               f"{report.written} item(s) written to {backend.index}, {report.failed} failed, {report.retried} retried")
+    if report.failed:
+        raise BulkFailedError(f"{report.failed} document(s) were not written; see {failed_docs}")
+
+
 @index.command("build")
 @click.option("--personas", "personas_path", type=input_file, required=True, help="Personas JSONL.")
-@index_dir
+@engine_options
 @click.option("--items", "items_path", type=input_file, default=None, help="Items JSONL: titles and filter fields.")
 @model_option
 @skip_invalid_option
 @rejects_option
+@click.option("--failed-docs", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Cluster: where documents that failed go [default: INDEX.failed.jsonl].")
+@click.option("--chunk-size", type=int, default=500, show_default=True, help="Cluster: documents per bulk request.")
 @progress_option
 @json_option
-def build(personas_path, index_path, items_path, model, skip_invalid, rejects, progress, as_json):
-    """Embed personas and upsert them into the index (an item's old personas are replaced).
+def build(personas_path, engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
+          assume_license, items_path, model, skip_invalid, rejects, failed_docs, chunk_size, progress, as_json):
+    """Embed personas and write them, one document per item, replacing what an item had.
 
-    All items are written in one atomic commit: an interrupted build leaves the index as it was.
+    Embedded: one atomic commit; an interrupted build leaves the index as it was.
+    Cluster: bulk `index` actions with stable ids (the item id), so a rerun converges.
     """
-    reader = make_reader(skip_invalid, rejects, index_path.with_name(index_path.name + ".rejects.jsonl"))
+    reader = make_reader(skip_invalid, rejects, Path(f"{index_name}.rejects.jsonl"))
     items = load_items(items_path, reader)[0] if items_path else None
-    records = {r.item_id: r for _, r, _ in reader.read(personas_path, ItemPersonas)}
+    records = read_records(personas_path, reader)
     report_rejects(reader)
-    backend = EmbeddedBackend(index_path, writable=True)
+    backend = open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
+                           assume_license, writable=True)
+    if engine != "embedded":
+        docs = build_documents(records, Encoder(model), items)
+        failed = failed_docs or Path(f"{index_name}.failed.jsonl")
+        return write_to_cluster(backend, docs, partial=False, failed_docs=failed, chunk_size=chunk_size,
+                                progress=progress and not dry_run, total=len(records), as_json=as_json)
     encoder = Encoder(model or backend.model_name)
-    docs = build_documents(progress_bar(progress, "index")(list(records.values())), encoder, items)
+    docs = build_documents(progress_bar(progress, "index")(records), encoder, items)
     written = backend.upsert(docs)
-    summary = {"items": written, "index": str(index_path), "rejected_lines": reader.rejects.count}
-    click.echo(json.dumps(summary) if as_json else f"{written} item(s) indexed into {index_path}")
+    summary = {"items": written, "index": index_name, "rejected_lines": reader.rejects.count}
+    click.echo(json.dumps(summary) if as_json else f"{written} item(s) indexed into {index_name}")
+
+
+@index.command("create")
+@engine_options
+@model_option
+def create(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, model):
+    """Create a new index with the personas mapping (dims taken from the encoder)."""
+    backend = open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
+                           assume_license, writable=True)
+    if engine == "embedded":
+        click.echo(f"created {index_name}")
+        return
+    backend.create_index(Encoder(model).dim)
+    if not dry_run:
+        click.echo(f"created index {index_name} on {backend.cluster}")
+
+
+@index.command("attach")
+@click.option("--personas", "personas_path", type=input_file, required=True, help="Personas JSONL.")
+@engine_options
+@model_option
+@skip_invalid_option
+@rejects_option
+@click.option("--failed-docs", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where documents that failed go [default: INDEX.failed.jsonl].")
+@click.option("--chunk-size", type=int, default=500, show_default=True)
+@progress_option
+@json_option
+def attach(personas_path, engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
+           assume_license, model, skip_invalid, rejects, failed_docs, chunk_size, progress, as_json):
+    """Add personas to an EXISTING cluster index: put_mapping, then bulk partial updates.
+
+    No other field of your documents changes. A conflicting `personas` mapping (another
+    type, other dims) is refused before anything is written. Document ids are item ids.
+    """
+    if engine == "embedded":
+        raise ConfigError("attach is for --engine es or opensearch; use `index build` for the embedded engine")
+    reader = make_reader(skip_invalid, rejects, Path(f"{index_name}.rejects.jsonl"))
+    records = read_records(personas_path, reader)
+    report_rejects(reader)
+    backend = open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license)
+    encoder = Encoder(model)
+    backend.attach(encoder.dim, backend.mapping())
+    failed = failed_docs or Path(f"{index_name}.failed.jsonl")
+    write_to_cluster(backend, build_documents(records, encoder), partial=True, failed_docs=failed,
+                     chunk_size=chunk_size, progress=progress and not dry_run, total=len(records), as_json=as_json)
 
 
 @index.command("repair")

@@ -47,3 +47,11 @@ def progress_bar(enabled: bool, desc: str):
         return tqdm(iterable, desc=desc, unit="item", file=click.get_text_stream("stderr"), dynamic_ncols=True)
 
     return wrap
+
+
+
+def counting_bar(enabled: bool, total: int, desc: str):
+    """A tqdm bar on stderr, updated by hand (per bulk chunk); disabled when not wanted."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="item", file=click.get_text_stream("stderr"), disable=not enabled)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from ..backends.embedded import EmbeddedBackend
 from ..catalog import load_interactions
 from ..encoder import Encoder
 from ..errors import ConfigError, NotFoundError
@@ -17,7 +16,7 @@ from ..profile import ProfileConfig
 from ..query import Fusion, Mode, parse_filters
 from ..recommend import Explanation, Recommender, SearchOptions, UserInput
 from .app import cli
-from .index import index_dir
+from .engines import engine_options, open_backend
 from .options import input_file, json_option, make_reader, model_option, report_rejects, skip_invalid_option
 
 
@@ -48,7 +47,8 @@ def user_input(user_id, interactions_path, history, user_text, backend, skip_inv
         if interactions_path is None:
             raise ConfigError("--user needs --interactions")
         reader = make_reader(skip_invalid, None, interactions_path.with_name(interactions_path.name + ".rejects.jsonl"))
-        by_user = load_interactions(interactions_path, reader, set(backend.item_ids()))
+        known = set(backend.item_ids()) if hasattr(backend, "item_ids") else None  # a cluster is not listed
+        by_user = load_interactions(interactions_path, reader, known)
         report_rejects(reader)
         if user_id not in by_user:
             raise NotFoundError(f"user {user_id!r} has no interactions in {interactions_path}")
@@ -57,14 +57,14 @@ def user_input(user_id, interactions_path, history, user_text, backend, skip_inv
     return UserInput(history=ids, text=user_text)
 
 
-def make_recommender(index_path, model, last_n, gamma, profile_text_weight):
-    backend = EmbeddedBackend(index_path)
+def make_recommender(engine_args, model, last_n, gamma, profile_text_weight):
+    backend = open_backend(*engine_args)
     encoder = Encoder(model) if model else None
     return backend, Recommender(backend, encoder=encoder, profile=ProfileConfig(last_n, gamma, profile_text_weight))
 
 
 @cli.command()
-@index_dir
+@engine_options
 @user_options
 @click.option("--query", "keywords", default=None, help="Keywords: BM25 over persona text, fused with the profile (hybrid).")
 @click.option("-k", type=int, default=10, show_default=True, help="How many items.")
@@ -77,11 +77,12 @@ def make_recommender(index_path, model, last_n, gamma, profile_text_weight):
 @click.option("--candidates", default=None, metavar="ID,ID,…", help="Rerank only these items, scored exactly (the paper's setting).")
 @click.option("--include-seen", is_flag=True, help="Allow items from the user's history.")
 @json_option
-def recommend(index_path, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight, model,
+def recommend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight, model,
               skip_invalid, keywords, k, num_candidates, mode, fusion, vector_weight, text_weight, filters, candidates,
               include_seen, as_json):
     """Recommend items for a user, each explained by its best-matching persona."""
-    backend, recommender = make_recommender(index_path, model, last_n, gamma, profile_text_weight)
+    engine_args = (engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license)
+    backend, recommender = make_recommender(engine_args, model, last_n, gamma, profile_text_weight)
     user = user_input(user_id, interactions_path, history, user_text, backend, skip_invalid)
     options = SearchOptions(
         k=k, num_candidates=num_candidates, mode=Mode(mode), keywords=keywords, fusion=fusion,
@@ -90,6 +91,8 @@ def recommend(index_path, user_id, interactions_path, history, user_text, last_n
         include_seen=include_seen,
     )
     hits = recommender.recommend(user, options)
+    if dry_run:
+        return
     if as_json:
         click.echo(json.dumps({"user": user_id, "history": list(user.history), "hits": [h.model_dump(mode="json") for h in hits]}))
         return
@@ -99,14 +102,15 @@ def recommend(index_path, user_id, interactions_path, history, user_text, last_n
 
 
 @cli.command()
-@index_dir
+@engine_options
 @user_options
 @click.option("--item", "item_id", required=True, help="The item to explain.")
 @json_option
-def explain(index_path, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight, model,
+def explain(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight, model,
             skip_invalid, item_id, as_json):
     """Explain why ITEM suits this user: its personas by similarity, and the history behind the match."""
-    backend, recommender = make_recommender(index_path, model, last_n, gamma, profile_text_weight)
+    engine_args = (engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license)
+    backend, recommender = make_recommender(engine_args, model, last_n, gamma, profile_text_weight)
     user = user_input(user_id, interactions_path, history, user_text, backend, skip_invalid)
     explanation = recommender.explain(user, item_id)
     click.echo(explanation.model_dump_json() if as_json else format_explanation(explanation))

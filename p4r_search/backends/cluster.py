@@ -1,0 +1,277 @@
+"""The Elasticsearch / OpenSearch backend: sends what `p4r_search.clusters` translates. All I/O is here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..clusters import dsl
+from ..clusters import elasticsearch as es_dialect
+from ..clusters import opensearch as os_dialect
+from ..clusters.model import Cluster, Distribution, Request, parse_version
+from ..clusters.plan import choose
+from ..documents import ItemDocument
+from ..errors import ConfigError, NotFoundError, P4RError
+from ..models import Hit, MatchedPersona
+from ..query import PersonaQuery
+
+log = logging.getLogger(__name__)
+RETRY_STATUSES = (429, 503)
+PLACEHOLDER_ID = "<item id from the previous response>"
+
+
+class Transport(Protocol):
+    def send(self, request: Request) -> Any: ...
+
+    def bulk(self, actions: list[dict[str, Any]]) -> list[tuple[bool, dict[str, Any]]]: ...
+
+
+class ClientTransport:
+    """Over the official client: `perform_request` for bodies, the client's `streaming_bulk` for bulk."""
+
+    def __init__(self, client: Any, distribution: Distribution):
+        self.client = client
+        self.distribution = distribution
+
+    def send(self, request: Request) -> Any:
+        headers = {"accept": "application/json", "content-type": "application/json"}
+        if self.distribution is Distribution.ELASTICSEARCH:
+            response = self.client.perform_request(request.method, request.path, params=request.params or None,
+                                                   headers=headers, body=request.body)
+            return response.body
+        return self.client.transport.perform_request(request.method, request.path, params=request.params or None,
+                                                     body=request.body, headers=headers)
+
+    def bulk(self, actions: list[dict[str, Any]]) -> list[tuple[bool, dict[str, Any]]]:
+        if self.distribution is Distribution.ELASTICSEARCH:
+            from elasticsearch.helpers import streaming_bulk
+
+            extra = {"retry_on_status": RETRY_STATUSES}
+        else:
+            from opensearchpy.helpers import streaming_bulk
+
+            extra = {}
+        return list(streaming_bulk(self.client, actions, chunk_size=len(actions) or 1, max_retries=3,
+                                   initial_backoff=1, raise_on_error=False, raise_on_exception=False, **extra))
+
+
+@dataclass
+class DryRunTransport:
+    """Contacts nothing: prints every request as one JSON line and answers as an empty cluster would."""
+
+    out: Callable[[str], None]
+    sent: list[Request] = field(default_factory=list)
+
+    def send(self, request: Request) -> Any:
+        self.sent.append(request)
+        self.out(json.dumps(request.as_json()))
+        # one placeholder hit, so that a search plan runs through and prints its later requests too
+        placeholder = {"_id": PLACEHOLDER_ID, "_score": 1.0, "_source": {}}
+        return {"hits": {"hits": [placeholder] if request.path.endswith("/_search") else []}, "acknowledged": True}
+
+    def bulk(self, actions: list[dict[str, Any]]) -> list[tuple[bool, dict[str, Any]]]:
+        lines = []
+        for action in actions:
+            meta = {"_index": action["_index"], "_id": action["_id"]}
+            op = action["_op_type"]
+            lines += [{op: meta}, action["_source"] if op == "index" else {"doc": action["doc"]}]
+        self.send(Request("POST", "/_bulk", lines))
+        return [(True, {a["_op_type"]: {"_id": a["_id"], "status": 200}}) for a in actions]
+
+
+def detect(transport: Transport) -> Cluster:
+    info = transport.send(Request("GET", "/"))
+    version = info.get("version", {})
+    if version.get("distribution") == "opensearch":
+        return Cluster(Distribution.OPENSEARCH, parse_version(version["number"]))
+    licence = transport.send(Request("GET", "/_license")).get("license", {}).get("type", "basic")
+    return Cluster(Distribution.ELASTICSEARCH, parse_version(version["number"]), licence)
+
+
+@dataclass
+class BulkReport:
+    written: int = 0
+    failed: int = 0
+    retried: int = 0
+
+
+class ClusterBackend:
+    def __init__(self, transport: Transport, cluster: Cluster, index: str, *, os_engine: str = "lucene"):
+        self.transport = transport
+        self.cluster = cluster
+        self.index = index
+        self.os_engine = os_engine
+        self._pipelines: set[str] = set()
+
+    @property
+    def dialect(self):
+        return es_dialect if self.cluster.distribution is Distribution.ELASTICSEARCH else os_dialect
+
+    # -- index management -------------------------------------------------------------------------
+    def create_index(self, dim: int) -> None:
+        if self.cluster.distribution is Distribution.ELASTICSEARCH:
+            self.transport.send(es_dialect.create_index(self.index, dim))
+        else:
+            self.transport.send(os_dialect.create_index(self.index, dim, self.os_engine))
+
+    def attach(self, dim: int, current_mapping: dict[str, Any] | None) -> None:
+        """Add the personas field to an existing index, refusing a conflicting one before writing anything."""
+        existing = es_dialect.existing_vector(current_mapping or {}, self.index)
+        if existing is not None:
+            check_compatible(existing, dim, self.index)
+        if self.cluster.distribution is Distribution.ELASTICSEARCH:
+            self.transport.send(es_dialect.put_mapping(self.index, dim))
+        else:
+            self.transport.send(os_dialect.put_mapping(self.index, dim, self.os_engine))
+
+    def mapping(self) -> dict[str, Any]:
+        return self.transport.send(Request("GET", f"/{self.index}/_mapping"))
+
+    def write(self, documents: Iterable[ItemDocument], *, partial: bool, failed_path: Path | None,
+              chunk: int = 500, on_chunk: Callable[[int], None] = lambda n: None) -> BulkReport:
+        """Bulk-write in chunks; 429/503 item failures are retried with backoff; the rest go to failed_path."""
+        report = BulkReport()
+        batch: list[ItemDocument] = []
+        for doc in documents:
+            batch.append(doc)
+            if len(batch) >= chunk:
+                self._write_chunk(batch, partial, failed_path, report)
+                on_chunk(len(batch))
+                batch = []
+        if batch:
+            self._write_chunk(batch, partial, failed_path, report)
+            on_chunk(len(batch))
+        return report
+
+    def _write_chunk(self, docs: list[ItemDocument], partial: bool, failed_path: Path | None, report: BulkReport) -> None:
+        actions = bulk_actions(self.index, docs, partial=partial)
+        by_id = {a["_id"]: a for a in actions}
+        delay = 0.5
+        for attempt in range(4):
+            failures = [(info, by_id[_item_id(info)]) for ok, info in self.transport.bulk(list(by_id.values())) if not ok]
+            retry = {a["_id"]: a for info, a in failures if _status(info) in RETRY_STATUSES}
+            report.written += len(by_id) - len(failures)
+            final = [(info, a) for info, a in failures if a["_id"] not in retry or attempt == 3]
+            record_failures(final, failed_path)
+            report.failed += len(final)
+            if not retry or attempt == 3:
+                return
+            report.retried += len(retry)
+            time.sleep(delay)
+            delay *= 2
+            by_id = retry
+
+    # -- reading ----------------------------------------------------------------------------------
+    def search(self, query: PersonaQuery) -> list[Hit]:
+        if self.cluster.distribution is Distribution.ELASTICSEARCH:
+            plan = es_dialect.search_plan(self.index, self.cluster, query)
+        else:
+            plan = os_dialect.search_plan(self.index, self.cluster, query, self.os_engine)
+        for request in plan.setup:
+            if request.path not in self._pipelines:
+                self.transport.send(request)
+                self._pipelines.add(request.path)
+        lists: dict[str, dict[str, float]] = {}
+        first: list[tuple[str, float, dict[str, Any], dict[str, Any] | None]] = []
+        for proposal in plan.proposals:
+            hits = dsl.parse_hits(self.transport.send(proposal.request))
+            convert = proposal.convert or (lambda s: s)
+            lists[proposal.name] = {item: convert(score) for item, score, _, _ in hits}
+            first = first or hits
+        if plan.final_is_exact:
+            return [dsl.to_hit(i, src.get("title", ""), s - 1.0, {"cosine": s - 1.0}, p, query.explain)
+                    for i, s, src, p in first]
+        chosen, components = choose(query, lists)
+        if not chosen:
+            return []
+        exact = {i: (s - 1.0, src, p) for i, s, src, p in dsl.parse_hits(self.transport.send(plan.rescore(chosen)))}
+        hits = []
+        for item in chosen:
+            if item not in exact:
+                continue
+            cosine, src, persona = exact[item]
+            scores = {"cosine": cosine, **components.get(item, {})}
+            score = scores.get("fused", cosine)
+            hits.append(dsl.to_hit(item, src.get("title", ""), score, scores, persona, query.explain))
+        if set(lists) == {"vector"}:
+            hits.sort(key=lambda h: (-h.score, h.item_id))
+        return hits[: query.k]
+
+    def persona_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        body = {"ids": list(item_ids)}
+        response = self.transport.send(Request("POST", f"/{self.index}/_mget", body, {"_source_includes": "personas.vector"}))
+        out = {}
+        for doc in response.get("docs", []):
+            personas = (doc.get("_source") or {}).get("personas") or []
+            if doc.get("found") and personas:
+                out[doc["_id"]] = np.asarray([p["vector"] for p in personas], dtype=np.float32)
+        return out
+
+    def personas(self, item_id: str) -> list[MatchedPersona]:
+        response = self.transport.send(Request("GET", f"/{self.index}/_doc/{item_id}", params={"_source_excludes": "personas.vector"}))
+        if not response.get("found"):
+            raise NotFoundError(f"item {item_id!r} is not in index {self.index!r}")
+        return [MatchedPersona(**{k: p[k] for k in MatchedPersona.model_fields}) for p in response["_source"].get("personas", [])]
+
+    @property
+    def model_name(self) -> str | None:
+        exists = dsl.nested({"exists": {"field": dsl.VECTOR}}, with_inner_hits=False)
+        body = {"size": 1, "_source": ["p4r.encoder_model"], "query": exists}
+        hits = self.transport.send(Request("POST", f"/{self.index}/_search", body)).get("hits", {}).get("hits", [])
+        return (hits[0].get("_source") or {}).get("p4r", {}).get("encoder_model") if hits else None
+
+    def __len__(self) -> int:
+        body = {"query": dsl.nested({"exists": {"field": dsl.VECTOR}}, with_inner_hits=False)}
+        return int(self.transport.send(Request("POST", f"/{self.index}/_count", body)).get("count", 0))
+
+
+def bulk_actions(index: str, docs: Iterable[ItemDocument], *, partial: bool) -> list[dict[str, Any]]:
+    """The helpers' action format, built from the dialect-neutral bulk lines."""
+    lines = dsl.bulk_lines(index, docs, partial=partial)
+    actions = []
+    for action, source in zip(lines[::2], lines[1::2]):
+        op, meta = next(iter(action.items()))
+        body = {"_source": source} if op == "index" else {"doc": source["doc"]}
+        actions.append({"_op_type": op, "_index": meta["_index"], "_id": meta["_id"], **body})
+    return actions
+
+
+def check_compatible(existing: dict[str, Any], dim: int, index: str) -> None:
+    vector = existing.get("properties", {}).get("vector", {})
+    if existing.get("type") != "nested":
+        raise ConfigError(f"index {index!r} already has a 'personas' field of type {existing.get('type', 'object')!r}, not nested")
+    if vector and vector.get("type") not in ("dense_vector", "knn_vector"):
+        raise ConfigError(f"index {index!r}: personas.vector is a {vector.get('type')!r} field, not a vector")
+    have = vector.get("dims") or vector.get("dimension")
+    if have is not None and int(have) != dim:
+        raise ConfigError(f"index {index!r}: personas.vector has {have} dimensions; the encoder gives {dim}")
+
+
+def _item_id(info: dict[str, Any]) -> str:
+    return next(iter(info.values()))["_id"]
+
+
+def _status(info: dict[str, Any]) -> int:
+    return int(next(iter(info.values())).get("status", 0))
+
+
+def record_failures(failures: list[tuple[dict[str, Any], dict[str, Any]]], path: Path | None) -> None:
+    if not failures or path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        for info, action in failures:
+            detail = next(iter(info.values()))
+            fh.write(json.dumps({"item_id": action["_id"], "status": detail.get("status"),
+                                 "error": detail.get("error"), "action": action["_op_type"]}) + "\n")
+
+
+class BulkFailedError(P4RError):
+    exit_code = 75  # EX_TEMPFAIL: some documents were not written; see the failed-docs file

@@ -1,0 +1,154 @@
+"""Query DSL and document pieces that Elasticsearch and OpenSearch share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..documents import ItemDocument
+from ..models import EvidenceSnippet, Hit, MatchedPersona
+from ..query import PersonaQuery
+
+PATH = "personas"
+VECTOR = "personas.vector"
+TEXT = "personas.text"
+EXACT_SOURCE = "cosineSimilarity(params.query_value, '" + VECTOR + "') + 1.0"  # ES: field name as a string
+PERSONA_FIELDS = ["persona_id", "name", "description", "rationale", "support", "evidence_review_ids", "evidence"]
+
+
+def persona_properties(vector_mapping: dict[str, Any]) -> dict[str, Any]:
+    """The `personas` nested field; only the vector differs between engines."""
+    return {
+        "type": "nested",
+        "properties": {
+            "persona_id": {"type": "keyword"},
+            "name": {"type": "text"},
+            "description": {"type": "text"},
+            "rationale": {"type": "text"},
+            "text": {"type": "text"},
+            "evidence_review_ids": {"type": "keyword"},
+            "evidence": {"type": "object", "enabled": False},
+            "support": {"type": "float"},
+            "vector": vector_mapping,
+        },
+    }
+
+
+METADATA_PROPERTY = {"type": "object", "enabled": False}  # `p4r`: generator, input hash, encoder model
+ITEM_PROPERTIES = {
+    "item_id": {"type": "keyword"},
+    "title": {"type": "text"},
+    "categories": {"type": "keyword"},
+    "attributes": {"type": "object"},
+}
+ATTRIBUTES_AS_KEYWORDS = [
+    {"attributes_as_keywords": {"path_match": "attributes.*", "match_mapping_type": "string", "mapping": {"type": "keyword"}}}
+]
+
+
+def persona_sources(doc: ItemDocument) -> list[dict[str, Any]]:
+    return [
+        {
+            "persona_id": p.persona_id,
+            "name": p.name,
+            "description": p.description,
+            "rationale": p.rationale,
+            "text": p.embedding_text,
+            "evidence_review_ids": list(p.evidence_review_ids),
+            "evidence": [s.model_dump(mode="json") for s in p.evidence_snippets],
+            "support": p.support,
+            "vector": [round(float(x), 7) for x in vector],
+        }
+        for p, vector in zip(doc.personas, doc.vectors)
+    ]
+
+
+def metadata(doc: ItemDocument) -> dict[str, Any]:
+    return {"generator": doc.generator.model_dump(mode="json"), "input_hash": doc.input_hash, "encoder_model": doc.encoder_model}
+
+
+def bulk_lines(index: str, docs: Iterable[ItemDocument], *, partial: bool) -> list[dict[str, Any]]:
+    """Action and source objects. `partial` (attach mode) sends `update` with only `personas` and `p4r`, so
+    no other field of the user's documents changes; otherwise `index` writes whole item documents."""
+    lines: list[dict[str, Any]] = []
+    for doc in docs:
+        personas = {"personas": persona_sources(doc), "p4r": metadata(doc)}
+        if partial:
+            lines += [{"update": {"_index": index, "_id": doc.item_id}}, {"doc": personas}]
+        else:
+            source = {"item_id": doc.item_id, "title": doc.title, "categories": list(doc.categories),
+                      "attributes": dict(doc.attributes), **personas}
+            lines += [{"index": {"_index": index, "_id": doc.item_id}}, source]
+    return lines
+
+
+def filter_clauses(query: PersonaQuery, item_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Item-level filters. `item_id` is the document id; other fields are matched as keywords (`terms`)."""
+    clauses: list[dict[str, Any]] = []
+    for field, values in query.filters.items():
+        if field == "item_id":
+            clauses.append({"ids": {"values": list(values)}})
+        else:
+            clauses.append({"terms": {field: list(values)}})
+    ids = list(item_ids) if item_ids is not None else query.candidate_ids
+    if ids is not None:
+        clauses.append({"ids": {"values": list(ids)}})
+    return clauses
+
+
+def exclusions(query: PersonaQuery) -> list[dict[str, Any]]:
+    return [{"ids": {"values": sorted(query.exclude_ids)}}] if query.exclude_ids else []
+
+
+def inner_hits(size: int = 1) -> dict[str, Any]:
+    return {"size": size, "_source": {"includes": [f"{PATH}.{f}" for f in PERSONA_FIELDS]}}
+
+
+def nested(query: dict[str, Any], *, with_inner_hits: bool) -> dict[str, Any]:
+    clause: dict[str, Any] = {"path": PATH, "score_mode": "max", "query": query}
+    if with_inner_hits:
+        clause["inner_hits"] = inner_hits()
+    return {"nested": clause}
+
+
+def bm25_clause(text: str) -> dict[str, Any]:
+    """User text goes only into a `match` query, as data."""
+    return nested({"match": {TEXT: {"query": text}}}, with_inner_hits=False)
+
+
+def bool_query(must: list[dict[str, Any]], query: PersonaQuery, item_ids: Iterable[str] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"must": must}
+    if filters := filter_clauses(query, item_ids):
+        body["filter"] = filters
+    if excluded := exclusions(query):
+        body["must_not"] = excluded
+    return {"bool": body}
+
+
+def vector_param(query: PersonaQuery) -> list[float]:
+    return [round(float(x), 7) for x in query.vector]
+
+
+def parse_hits(response: Mapping[str, Any]) -> list[tuple[str, float, dict[str, Any], dict[str, Any] | None]]:
+    """(item id, score, source, best persona source or None) per hit."""
+    out = []
+    for hit in response.get("hits", {}).get("hits", []):
+        persona = None
+        inner = hit.get("inner_hits", {}).get(PATH, {}).get("hits", {}).get("hits", [])
+        if inner:
+            persona = inner[0].get("_source", {})
+            persona = persona.get(PATH, persona) if isinstance(persona.get(PATH), dict) else persona
+        out.append((hit["_id"], float(hit.get("_score") or 0.0), hit.get("_source") or {}, persona))
+    return out
+
+
+def to_hit(item_id: str, title: str, score: float, scores: dict[str, float], persona: dict[str, Any] | None,
+           explain: bool) -> Hit:
+    matched = None
+    evidence: list[EvidenceSnippet] = []
+    if explain and persona:
+        matched = MatchedPersona(persona_id=persona["persona_id"], name=persona["name"],
+                                 description=persona["description"], rationale=persona["rationale"],
+                                 support=float(persona["support"]))
+        evidence = [EvidenceSnippet(**e) for e in persona.get("evidence", [])]
+    return Hit(item_id=item_id, title=title or item_id, score=score, scores=scores, persona=matched, evidence=evidence)

@@ -1,0 +1,125 @@
+"""Elasticsearch 8.11+ and 9.x: mappings, bulk lines and search plans. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..query import Fusion, Mode, PersonaQuery
+from . import dsl
+from .capabilities import require, supports, vector_score_to_cosine
+from .model import Cluster, Request
+from .plan import Proposal, SearchPlan
+
+EXACT_SCRIPT = "cosineSimilarity(params.query_value, 'personas.vector') + 1.0"
+
+
+def vector_mapping(dim: int, m: int = 16, ef_construction: int = 100) -> dict[str, Any]:
+    # index_options are explicit: the default changed between versions (int8_hnsw from 8.14, bbq later)
+    return {
+        "type": "dense_vector",
+        "dims": dim,
+        "index": True,
+        "similarity": "cosine",
+        "index_options": {"type": "int8_hnsw", "m": m, "ef_construction": ef_construction},
+    }
+
+
+def create_index(index: str, dim: int) -> Request:
+    properties = {**dsl.ITEM_PROPERTIES, "personas": dsl.persona_properties(vector_mapping(dim)), "p4r": dsl.METADATA_PROPERTY}
+    return Request("PUT", f"/{index}", {"mappings": {"dynamic_templates": dsl.ATTRIBUTES_AS_KEYWORDS, "properties": properties}})
+
+
+def put_mapping(index: str, dim: int) -> Request:
+    """Attach: add only the personas field (and p4r metadata) to an existing index."""
+    properties = {"personas": dsl.persona_properties(vector_mapping(dim)), "p4r": dsl.METADATA_PROPERTY}
+    return Request("PUT", f"/{index}/_mapping", {"properties": properties})
+
+
+def existing_vector(mapping_response: dict[str, Any], index: str) -> dict[str, Any] | None:
+    """The current `personas` field of GET /{index}/_mapping, if any."""
+    for body in mapping_response.values():
+        props = body.get("mappings", {}).get("properties", {})
+        if "personas" in props:
+            return props["personas"]
+    return None
+
+
+def exact_search(index: str, query: PersonaQuery, size: int, item_ids: Sequence[str] | None) -> Request:
+    score = {
+        "script_score": {
+            "query": {"match_all": {}},
+            "script": {"source": EXACT_SCRIPT, "params": {"query_value": dsl.vector_param(query)}},
+        }
+    }
+    body = {"size": size, "query": dsl.bool_query([dsl.nested(score, with_inner_hits=True)], query, item_ids),
+            "_source": ["title"]}
+    return Request("POST", f"/{index}/_search", body)
+
+
+def knn_clause(query: PersonaQuery) -> dict[str, Any]:
+    knn: dict[str, Any] = {
+        "field": dsl.VECTOR,
+        "query_vector": dsl.vector_param(query),
+        "k": query.num_candidates,
+        "num_candidates": min(10_000, max(2 * query.num_candidates, 100)),
+    }
+    filters = dsl.filter_clauses(query)
+    if excluded := dsl.exclusions(query):
+        filters.append({"bool": {"must_not": excluded}})
+    if filters:
+        knn["filter"] = filters
+    return knn
+
+
+def bm25_search(index: str, query: PersonaQuery) -> Request:
+    body = {"size": query.num_candidates, "query": dsl.bool_query([dsl.bm25_clause(query.text or "")], query), "_source": False}
+    return Request("POST", f"/{index}/_search", body)
+
+
+def vector_proposal(index: str, cluster: Cluster, query: PersonaQuery) -> Proposal:
+    if query.mode is Mode.EXACT or query.candidate_ids is not None:
+        return Proposal("vector", exact_search(index, query, query.num_candidates, None), lambda s: s - 1.0)
+    require(cluster, "nested_knn")
+    knn = {**knn_clause(query), "inner_hits": dsl.inner_hits()}
+    body = {"size": query.num_candidates, "knn": knn, "_source": False}
+    return Proposal("vector", Request("POST", f"/{index}/_search", body),
+                    lambda s: vector_score_to_cosine(cluster, s, exact=False))
+
+
+def fused_retriever(index: str, cluster: Cluster, query: PersonaQuery) -> Proposal | None:
+    """One request fused server-side, where the version and licence allow it; else None."""
+    if query.candidate_ids is not None or query.mode is Mode.EXACT:
+        return None
+    bm25 = {"standard": {"query": dsl.bool_query([dsl.bm25_clause(query.text or "")], query)}}
+    knn = {"knn": knn_clause(query)}
+    window = query.num_candidates
+    if query.fusion is Fusion.RRF and supports(cluster, "rrf_retriever") and query.vector_weight == query.text_weight:
+        retriever = {"rrf": {"retrievers": [knn, bm25], "rank_window_size": window, "rank_constant": query.rank_constant}}
+    elif query.fusion is Fusion.LINEAR and supports(cluster, "linear_retriever"):
+        retriever = {"linear": {"rank_window_size": window, "retrievers": [
+            {"retriever": knn, "weight": query.vector_weight, "normalizer": "minmax"},
+            {"retriever": bm25, "weight": query.text_weight, "normalizer": "minmax"},
+        ]}}
+    else:
+        return None
+    # ES's rrf is unweighted (so weights are equal here) and linear is Σ weight·minmax, as p4r_search.fusion
+    scale = query.vector_weight if query.fusion is Fusion.RRF else 1.0
+    body = {"size": window, "retriever": retriever, "_source": False}
+    return Proposal("fused", Request("POST", f"/{index}/_search", body), lambda s: s * scale)
+
+
+def search_plan(index: str, cluster: Cluster, query: PersonaQuery) -> SearchPlan:
+    require(cluster, "es_min_version")
+
+    def rescore(ids: Sequence[str]) -> Request:
+        return exact_search(index, query, len(ids), ids)
+
+    if query.mode is Mode.EXACT:
+        exact = exact_search(index, query, query.k, None)
+        return SearchPlan([Proposal("vector", exact, lambda s: s - 1.0)], rescore, final_is_exact=True)
+    if query.mode is Mode.KNN:
+        return SearchPlan([vector_proposal(index, cluster, query)], rescore)
+    if fused := fused_retriever(index, cluster, query):
+        return SearchPlan([fused], rescore)
+    return SearchPlan([vector_proposal(index, cluster, query), Proposal("bm25", bm25_search(index, query))], rescore)

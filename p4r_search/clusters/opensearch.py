@@ -1,0 +1,141 @@
+"""OpenSearch 2.12+ and 3.x: mappings, bulk lines, search pipelines and search plans. Pure functions.
+
+The vector field is a `knn_vector` with an explicit HNSW method on the lucene or faiss engine (never
+nmslib, which cannot create indices from 3.0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import ChoiceError
+from ..query import Fusion, Mode, PersonaQuery
+from . import dsl
+from .capabilities import require, supports, vector_score_to_cosine
+from .model import Cluster, Request
+from .plan import Proposal, SearchPlan
+
+ENGINES = ("lucene", "faiss")
+EXACT_SCRIPT = "cosineSimilarity(params.query_value, doc[params.field]) + 1.0"
+
+
+def vector_mapping(dim: int, engine: str = "lucene", m: int = 16, ef_construction: int = 100) -> dict[str, Any]:
+    if engine not in ENGINES:
+        raise ChoiceError("OpenSearch vector engine", engine, ENGINES)
+    return {
+        "type": "knn_vector",
+        "dimension": dim,
+        "method": {
+            "name": "hnsw",
+            "engine": engine,
+            "space_type": "cosinesimil",
+            "parameters": {"m": m, "ef_construction": ef_construction},
+        },
+    }
+
+
+def create_index(index: str, dim: int, engine: str = "lucene") -> Request:
+    properties = {**dsl.ITEM_PROPERTIES, "personas": dsl.persona_properties(vector_mapping(dim, engine)), "p4r": dsl.METADATA_PROPERTY}
+    body = {
+        "settings": {"index": {"knn": True}},
+        "mappings": {"dynamic_templates": dsl.ATTRIBUTES_AS_KEYWORDS, "properties": properties},
+    }
+    return Request("PUT", f"/{index}", body)
+
+
+def put_mapping(index: str, dim: int, engine: str = "lucene") -> Request:
+    properties = {"personas": dsl.persona_properties(vector_mapping(dim, engine)), "p4r": dsl.METADATA_PROPERTY}
+    return Request("PUT", f"/{index}/_mapping", {"properties": properties})
+
+
+def enable_knn(index: str) -> Request:
+    """`index.knn` is static: attaching to an index created without it needs a close/open around this."""
+    return Request("PUT", f"/{index}/_settings", {"index": {"knn": True}})
+
+
+def exact_search(index: str, query: PersonaQuery, size: int, item_ids: Sequence[str] | None) -> Request:
+    score = {
+        "script_score": {
+            "query": {"match_all": {}},
+            "script": {
+                "source": EXACT_SCRIPT,
+                "lang": "painless",
+                "params": {"field": dsl.VECTOR, "query_value": dsl.vector_param(query)},
+            },
+        }
+    }
+    body = {"size": size, "query": dsl.bool_query([dsl.nested(score, with_inner_hits=True)], query, item_ids),
+            "_source": ["title"]}
+    return Request("POST", f"/{index}/_search", body)
+
+
+def knn_clause(cluster: Cluster, query: PersonaQuery, *, with_inner_hits: bool) -> dict[str, Any]:
+    require(cluster, "os_knn_query")
+    knn: dict[str, Any] = {"vector": dsl.vector_param(query), "k": query.num_candidates}
+    if supports(cluster, "expand_nested_docs"):
+        knn["expand_nested_docs"] = True  # score every persona of a matched item, so max is over all of them
+    return dsl.nested({"knn": {dsl.VECTOR: knn}}, with_inner_hits=with_inner_hits)
+
+
+def vector_proposal(index: str, cluster: Cluster, query: PersonaQuery, engine: str) -> Proposal:
+    if query.mode is Mode.EXACT or query.candidate_ids is not None:
+        return Proposal("vector", exact_search(index, query, query.num_candidates, None), lambda s: s - 1.0)
+    body = {"size": query.num_candidates, "query": dsl.bool_query([knn_clause(cluster, query, with_inner_hits=True)], query),
+            "_source": False}
+    return Proposal("vector", Request("POST", f"/{index}/_search", body),
+                    lambda s: vector_score_to_cosine(cluster, s, exact=False, engine=engine))
+
+
+def search_pipeline(cluster: Cluster, query: PersonaQuery) -> tuple[str, dict[str, Any]]:
+    """The hybrid pipeline: min-max + weighted arithmetic mean (linear), or RRF (2.19+). Named by content."""
+    if query.fusion is Fusion.RRF:
+        require(cluster, "score_ranker_rrf")
+        processor = {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": query.rank_constant}}}
+    else:
+        require(cluster, "normalization_processor")
+        processor = {
+            "normalization-processor": {
+                "normalization": {"technique": "min_max"},
+                # order follows the hybrid query's sub-queries: vector first, then BM25
+                "combination": {"technique": "arithmetic_mean", "parameters": {"weights": [query.vector_weight, query.text_weight]}},
+            }
+        }
+    body = {"description": "p4r-search hybrid persona fusion", "phase_results_processors": [processor]}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+    return f"p4r-{query.fusion.value}-{digest}", body
+
+
+def hybrid_proposal(index: str, cluster: Cluster, query: PersonaQuery, pipeline: str) -> Proposal:
+    vector = dsl.bool_query([knn_clause(cluster, query, with_inner_hits=False)], query)
+    bm25 = dsl.bool_query([dsl.bm25_clause(query.text or "")], query)
+    body = {"size": query.num_candidates, "query": {"hybrid": {"queries": [vector, bm25]}}, "_source": False}
+    # arithmetic_mean divides by the weights' sum and RRF here is unweighted; p4r_search.fusion does neither
+    total = query.vector_weight + query.text_weight
+    scale = query.vector_weight if query.fusion is Fusion.RRF else total
+    return Proposal("fused", Request("POST", f"/{index}/_search", body, {"search_pipeline": pipeline}), lambda s: s * scale)
+
+
+def search_plan(index: str, cluster: Cluster, query: PersonaQuery, engine: str = "lucene") -> SearchPlan:
+    require(cluster, "os_knn_query")
+
+    def rescore(ids: Sequence[str]) -> Request:
+        return exact_search(index, query, len(ids), ids)
+
+    if query.mode is Mode.EXACT:
+        exact = exact_search(index, query, query.k, None)
+        return SearchPlan([Proposal("vector", exact, lambda s: s - 1.0)], rescore, final_is_exact=True)
+    if query.mode is Mode.KNN:
+        return SearchPlan([vector_proposal(index, cluster, query, engine)], rescore)
+    unweighted_rrf = query.fusion is Fusion.RRF and query.vector_weight != query.text_weight
+    if query.candidate_ids is not None or unweighted_rrf:
+        # candidates are scored exactly, and weighted RRF is not server-side: two lists, fused client-side
+        bm25 = {"size": query.num_candidates, "query": dsl.bool_query([dsl.bm25_clause(query.text or "")], query),
+                "_source": False}
+        return SearchPlan([vector_proposal(index, cluster, query, engine),
+                           Proposal("bm25", Request("POST", f"/{index}/_search", bm25))], rescore)
+    name, body = search_pipeline(cluster, query)
+    return SearchPlan([hybrid_proposal(index, cluster, query, name)], rescore,
+                      setup=[Request("PUT", f"/_search/pipeline/{name}", body)])

@@ -1,0 +1,55 @@
+"""A search as a small plan of requests, and how their results combine. Pure: no I/O.
+
+Stage 1 proposes items: one ranked list (vector, or fused server-side) or two (vector and BM25, fused
+client-side with `p4r_search.fusion`, exactly as the embedded engine fuses). Stage 2 scores the final
+items exactly (painless cosine over every persona, `score_mode: max`), which gives every backend the
+same cosine and the same best persona for the explanation, whatever stage 1's score scale was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .. import fusion
+from ..query import Fusion, PersonaQuery
+from .model import Request
+
+
+@dataclass(frozen=True)
+class Proposal:
+    name: str  # "vector", "bm25" or "fused"
+    request: Request
+    # to the embedded engine's scale: cosine for vector lists, p4r_search.fusion's scale for fused ones
+    convert: Callable[[float], float] | None = None
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    proposals: list[Proposal]
+    rescore: Callable[[Sequence[str]], Request]  # exact scoring of the chosen items, with inner hits
+    setup: list[Request] = field(default_factory=list)  # e.g. an OpenSearch search pipeline
+    final_is_exact: bool = False  # stage 1 already scored exactly (exact mode): no rescoring needed
+
+    def requests(self, item_ids_for_rescore: Sequence[str] = ("<ids from stage 1>",)) -> list[Request]:
+        """Every request, in order, for --dry-run."""
+        tail = [] if self.final_is_exact else [self.rescore(list(item_ids_for_rescore))]
+        return self.setup + [p.request for p in self.proposals] + tail
+
+
+def choose(query: PersonaQuery, lists: dict[str, dict[str, float]]) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """From stage 1's lists (item → score, vector scores already on the cosine scale), the items to
+    rescore and their component scores. A lone vector list is rescored whole, then cut to k, as the
+    embedded engine rescores every item that HNSW proposes."""
+    if set(lists) == {"vector"}:
+        return fusion.ranked(lists["vector"]), {}
+    if set(lists) == {"fused"}:
+        fused = lists["fused"]
+        return fusion.ranked(fused)[: query.k], {i: {"fused": s} for i, s in fused.items()}
+    vector, bm25 = lists.get("vector", {}), lists.get("bm25", {})
+    weights = (query.vector_weight, query.text_weight)
+    if query.fusion is Fusion.RRF:
+        fused = fusion.rrf([vector, bm25], weights, query.rank_constant)
+    else:
+        fused = fusion.linear([vector, bm25], weights)
+    return fusion.ranked(fused)[: query.k], {i: {"bm25": bm25.get(i, 0.0), "fused": fused[i]} for i in fused}
