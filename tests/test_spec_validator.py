@@ -199,11 +199,13 @@ def test_es_spec_patches_restore_ts_shapes_only(es_specs):
     schema = request_schema(ES, "POST", "/{index}/_search")
     body = es_search_body()
     raw = "\n".join(validate(ES, schema, body, spec_patches=False))
-    assert "is not of type 'object'" in raw  # Script.params values (UserDefinedValue) rendered as objects
+    assert "params.v: [0.0, 0.001" in raw and "is not of type 'object'" in raw  # UserDefinedValue as object
     assert "'categories' was unexpected" in raw  # TermsQuery's field key dropped
+    assert "$._source: not valid" in raw  # SourceFilter's `includes` shortcut dropped
     assert len(ES_SPEC_PATCHES) == 3
     # the patched shapes are still strict
-    assert "'boosst' was unexpected" not in raw
+    # field names are free in `terms`, so a misspelled option is read as a field and must hold terms
+    assert "$.query.terms.boosst: 2 is not of type 'array'" in failing(ES, schema, {"query": {"terms": {"boosst": 2}}})
     assert "is not of type 'array'" in failing(ES, schema, {"query": {"terms": {"categories": "dresses"}}})
     assert "'includs' was unexpected" in failing(ES, schema, {"_source": {"includs": ["title"]}})
 
@@ -268,7 +270,8 @@ def test_os_property_types_are_discriminated(os_specs):
     # both naming schemes address the same schema
     assert_valid(OS, "_common.mapping.yaml#/components/schemas/TypeMapping", {"properties": {"a": {"type": "keyword"}}})
     assert "dense_vector" in failing(OS, schema, {"properties": {"v": {"type": "dense_vector", "dims": 3}}})
-    assert "'dimension' was unexpected" in failing(OS, schema, {"properties": {"v": {"type": "keyword", "dimension": 3}}})
+    keyword_with_dimension = {"properties": {"v": {"type": "keyword", "dimension": 3}}}
+    assert "'dimension' was unexpected" in failing(OS, schema, keyword_with_dimension)
     assert "'propertiez' was unexpected" in failing(OS, schema, {"properties": {"o": {"propertiez": {}}}})
 
 
@@ -289,8 +292,10 @@ def os_search_body(**extra) -> dict:
 def test_os_search_nested_knn_and_hybrid_validate(os_specs):
     schema = request_schema(OS, "POST", "/{index}/_search")
     assert_valid(OS, schema, os_search_body())
-    bm25 = {"nested": {"path": "personas", "score_mode": "max", "query": {"match": {"personas.text": {"query": "red"}}}}}
-    assert_valid(OS, schema, {"size": 100, "query": {"hybrid": {"queries": [os_search_body()["query"], {"bool": {"must": [bm25]}}]}}})
+    bm25 = {"nested": {"path": "personas", "score_mode": "max",
+                       "query": {"match": {"personas.text": {"query": "red"}}}}}
+    hybrid = {"hybrid": {"queries": [os_search_body()["query"], {"bool": {"must": [bm25]}}]}}
+    assert_valid(OS, schema, {"size": 100, "query": hybrid})
     exact = {"script_score": {"query": {"match_all": {}}, "script": {
         "source": "cosineSimilarity(params.query_value, doc[params.field]) + 1.0", "lang": "painless",
         "params": {"field": "personas.vector", "query_value": VECTOR}}}}
@@ -311,7 +316,8 @@ def test_os_search_pipelines_validate_and_reject_typos(os_specs):
     normalization = {"description": "p4r", "phase_results_processors": [{"normalization-processor": {
         "normalization": {"technique": "min_max"},
         "combination": {"technique": "arithmetic_mean", "parameters": {"weights": [0.5, 0.5]}}}}]}
-    rrf = {"phase_results_processors": [{"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 60}}}]}
+    rrf = {"phase_results_processors": [
+        {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 60}}}]}
     assert_valid(OS, schema, normalization)
     assert_valid(OS, schema, rrf)
     bad = copy.deepcopy(normalization)

@@ -11,6 +11,7 @@ API (all engine arguments are ``"elasticsearch"`` or ``"opensearch"``)::
     specs_available(*engines) -> bool
     require_specs(*engines) -> Path                       # pytest.skip(reason) when absent
     load_spec(engine) -> Spec                             # cached (functools.lru_cache)
+    operation(engine, method, path_template) -> (file, json_pointer, operation_object)
     request_schema(engine, method, path_template, content_type=None) -> dict
     schema_by_name(engine, name) -> dict
     validate(engine, schema, instance, *, spec_patches=True) -> list[str]
@@ -181,10 +182,11 @@ def require_specs(*engines: str) -> Path:
     if not specs_available(*engines):
         import pytest
 
-        names = ", ".join(engines or ENGINES)
+        expected = {"elasticsearch": f"elasticsearch/{ES_FILE}", "opensearch": "opensearch/spec/namespaces/"}
+        missing = [e for e in engines or ENGINES if not specs_available(e)]
         pytest.skip(
-            f"OpenAPI specs for {names} not found under {specs_dir()} (expected elasticsearch/{ES_FILE} "
-            "and opensearch/spec/namespaces/); set P4R_SPECS_DIR to the specs folder"
+            f"OpenAPI spec of {', '.join(missing)} not found: no {', '.join(expected[e] for e in missing)} under "
+            f"{specs_dir()}; set P4R_SPECS_DIR to the folder holding the engines' specs (see its README.md)"
         )
     return specs_dir()
 
@@ -306,7 +308,8 @@ def operation(engine: str, method: str, path_template: str) -> tuple[str, str, d
     file, item = paths[path]
     op = item.get(method.lower())
     if op is None:
-        raise KeyError(f"{engine} spec has no {method.upper()} {path} (has: {[m for m in item if not m.startswith('x-')]})")
+        methods = [m for m in item if not m.startswith("x-")]
+        raise KeyError(f"{engine} spec has no {method.upper()} {path} (has: {methods})")
     pointer = "/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method.lower()
     return file, pointer, op
 
@@ -330,7 +333,8 @@ def request_schema(engine: str, method: str, path_template: str, content_type: s
         if ctype in content:
             break
     else:
-        raise KeyError(f"{engine} {method.upper()} {path_template}: no {content_type or 'JSON'} body in {list(content)}")
+        raise KeyError(
+            f"{engine} {method.upper()} {path_template}: no {content_type or 'JSON'} body in {list(content)}")
     pointer += "/content/" + ctype.replace("~", "~0").replace("/", "~1") + "/schema"
     return {"$ref": _urn(engine, "closed", file, pointer)}
 
@@ -457,11 +461,12 @@ class _Transformer:
             return node
         if not isinstance(node, dict):
             raise TypeError(f"not a schema: {node!r}")
-        node = {k: v for k, v in node.items() if k not in _ANNOTATIONS and not k.startswith("x-")} | (
-            {"discriminator": node["discriminator"]} if "discriminator" in node else {})
+        disc = node.get("discriminator")
+        node = {k: v for k, v in node.items() if k not in _ANNOTATIONS and not k.startswith("x-")}
 
         if node.pop("nullable", False) is True:  # OpenAPI 3.0 (and leftovers in 3.1 files)
-            return {"anyOf": [{"type": "null"}, self.t(node, file, mode)]}
+            inner = node | ({"discriminator": disc} if disc else {})
+            return {"anyOf": [{"type": "null"}, self.t(inner, file, mode)]}
         for kw, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
             if isinstance(node.get(kw), bool):  # Draft 4 / OpenAPI 3.0 booleans
                 if node.pop(kw) and bound in node:
@@ -473,7 +478,6 @@ class _Transformer:
                 return self.ref(ref, file, mode)
             node["allOf"] = [{"$ref": ref}, *node.get("allOf", [])]  # 3.1 siblings of $ref
 
-        disc = node.pop("discriminator", None)
         union_kw = next((kw for kw in ("oneOf", "anyOf") if kw in node), None)
         if disc and union_kw:
             branches = node.pop(union_kw)
@@ -656,7 +660,10 @@ def _registry(engine: str, patched: bool) -> Registry:
 def _json_path(path: Iterable[Any]) -> str:
     out = "$"
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if re.fullmatch(r"[\w@-]+", str(part)) else f"[{part!r}]")
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if re.fullmatch(r"[\w@-]+", str(part)) else f"[{part!r}]"
     return out
 
 
@@ -710,7 +717,7 @@ def validate(engine: str, schema: Any, instance: Any, *, spec_patches: bool = Tr
     _check_engine(engine)
     validator = _Validator(_as_schema(engine, schema), registry=_registry(engine, spec_patches))
     errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
-    return [_describe(e) for e in errors]
+    return list(dict.fromkeys(_describe(e) for e in errors))  # allOf branches may repeat one error
 
 
 def assert_valid(engine: str, schema: Any, instance: Any, *, spec_patches: bool = True) -> None:
@@ -743,9 +750,11 @@ def validate_bulk(engine: str, lines: Iterable[Any], *, spec_patches: bool = Tru
                 break
             source = items[i + 1]
             if verb == "update":
-                errors += [f"line {i + 2}: {e}" for e in validate(engine, update_schema, source, spec_patches=spec_patches)]
+                errors += [f"line {i + 2}: {e}"
+                           for e in validate(engine, update_schema, source, spec_patches=spec_patches)]
             elif not isinstance(source, dict):
-                errors.append(f"line {i + 2}: the document of {verb} must be a JSON object, not {type(source).__name__}")
+                errors.append(
+                    f"line {i + 2}: the document of {verb} must be a JSON object, not {type(source).__name__}")
             i += 2
         else:
             i += 1

@@ -1,0 +1,195 @@
+"""The dialects as pure functions: one PersonaQuery → request bodies per engine, version and licence."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from p4r_search.clusters import elasticsearch as es
+from p4r_search.clusters import opensearch as os_
+from p4r_search.clusters.capabilities import CapabilityError, supports, vector_score_to_cosine
+from p4r_search.clusters.model import Cluster, Distribution, Request
+from p4r_search.clusters.plan import choose
+from p4r_search.query import PersonaQuery
+
+ROOT = Path(__file__).resolve().parents[1]
+V = np.linspace(-1, 1, 384)
+ES_VERSIONS = [((8, 11, 0), "basic"), ((8, 13, 0), "basic"), ((8, 17, 0), "enterprise"), ((8, 18, 0), "trial"),
+               ((9, 1, 0), "basic"), ((9, 1, 0), "enterprise")]
+OS_VERSIONS = [(2, 12, 0), (2, 18, 0), (2, 19, 0), (3, 1, 0)]
+CLUSTERS = [Cluster(Distribution.ELASTICSEARCH, v, lic) for v, lic in ES_VERSIONS] + [
+    Cluster(Distribution.OPENSEARCH, v) for v in OS_VERSIONS
+]
+MODES = [("knn", None), ("exact", None), ("hybrid", "linear"), ("hybrid", "rrf")]
+EXTRAS = [{}, {"filters": {"categories": ("Dresses",), "attributes.class": ("Knits",)}, "exclude_ids": frozenset({"9"})},
+          {"candidate_ids": ("1", "2", "3")}]
+
+
+def plan_for(cluster: Cluster, query: PersonaQuery):
+    if cluster.distribution is Distribution.ELASTICSEARCH:
+        return es.search_plan("items", cluster, query)
+    return os_.search_plan("items", cluster, query)
+
+
+def make_query(mode, fusion, extra, text="petite dress"):
+    kw = {"mode": mode, **extra}
+    if mode == "hybrid":
+        kw.update(text=text, fusion=fusion)
+    return PersonaQuery(vector=V, k=5, num_candidates=50, **kw)
+
+
+def matrix():
+    for cluster, (mode, fusion), extra in itertools.product(CLUSTERS, MODES, EXTRAS):
+        yield pytest.param(cluster, mode, fusion, extra, id=f"{cluster}-{mode}-{fusion}-{sorted(extra)}")
+
+
+def walk(node, path=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path + (key,), value
+            yield from walk(value, path + (key,))
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value, path)
+
+
+@pytest.mark.parametrize("cluster, mode, fusion, extra", list(matrix()))
+def test_every_combination_plans_or_refuses_with_a_reason(cluster, mode, fusion, extra):
+    try:
+        plan = plan_for(cluster, make_query(mode, fusion, extra))
+    except CapabilityError as exc:
+        assert "cannot do this" in str(exc) and ";" in str(exc)
+        assert fusion == "rrf" and cluster.distribution is Distribution.OPENSEARCH and cluster.version < (2, 19, 0)
+        return
+    requests = plan.requests(["1", "2"])
+    assert all(isinstance(r, Request) and r.path.startswith("/") for r in requests)
+    bodies = json.dumps([r.body for r in requests])
+    if extra.get("filters"):
+        assert '"terms": {"categories": ["Dresses"]}' in bodies and '"ids": {"values": ["9"]}' in bodies
+    if extra.get("candidate_ids"):
+        assert '"ids": {"values": ["1", "2", "3"]}' in bodies and '"knn"' not in json.dumps(plan.proposals[0].request.body)
+    if mode == "exact":
+        assert plan.final_is_exact and len(plan.proposals) == 1
+
+
+def test_es_knn_is_top_level_on_the_nested_vector_with_inner_hits():
+    plan = es.search_plan("items", Cluster(Distribution.ELASTICSEARCH, (8, 11, 0), "basic"), make_query("knn", None, {}))
+    knn = plan.proposals[0].request.body["knn"]
+    assert knn["field"] == "personas.vector" and knn["k"] == 50 and knn["num_candidates"] >= knn["k"]
+    assert knn["inner_hits"]["size"] == 1
+
+
+def test_es_exact_is_nested_max_around_a_constant_script():
+    body = es.search_plan("items", Cluster(Distribution.ELASTICSEARCH, (8, 11, 0)), make_query("exact", None, {})).proposals[0].request.body
+    nested = body["query"]["bool"]["must"][0]["nested"]
+    assert nested["score_mode"] == "max" and nested["path"] == "personas"
+    script = nested["query"]["script_score"]["script"]
+    assert script["source"] == "cosineSimilarity(params.query_value, 'personas.vector') + 1.0"
+    assert len(script["params"]["query_value"]) == 384
+
+
+def test_es_hybrid_fusion_follows_version_and_licence():
+    def names(version, licence, fusion):
+        plan = es.search_plan("items", Cluster(Distribution.ELASTICSEARCH, version, licence), make_query("hybrid", fusion, {}))
+        return [p.name for p in plan.proposals], json.dumps(plan.proposals[0].request.body)
+
+    assert names((9, 1, 0), "basic", "linear")[0] == ["vector", "bm25"]  # Basic: client-side
+    assert names((8, 17, 0), "enterprise", "linear")[0] == ["vector", "bm25"]  # linear retriever needs 8.18
+    fused, body = names((8, 18, 0), "trial", "linear")
+    assert fused == ["fused"] and '"linear"' in body and '"normalizer": "minmax"' in body
+    fused, body = names((8, 16, 0), "enterprise", "rrf")
+    assert fused == ["fused"] and '"rrf"' in body
+    assert names((8, 16, 0), "basic", "rrf")[0] == ["vector", "bm25"]  # RRF on Basic: client-side RRF
+
+
+def test_bm25_and_vector_are_separate_nested_clauses():
+    plan = es.search_plan("items", Cluster(Distribution.ELASTICSEARCH, (9, 1, 0), "basic"), make_query("hybrid", "linear", {}))
+    bm25 = plan.proposals[1].request.body["query"]["bool"]["must"][0]["nested"]
+    assert bm25["query"] == {"match": {"personas.text": {"query": "petite dress"}}}
+
+
+def test_opensearch_knn_nested_and_expand_nested_docs_from_2_19():
+    for version, expand in (((2, 18, 0), False), ((2, 19, 0), True), ((3, 1, 0), True)):
+        plan = os_.search_plan("items", Cluster(Distribution.OPENSEARCH, version), make_query("knn", None, {}))
+        nested = plan.proposals[0].request.body["query"]["bool"]["must"][0]["nested"]
+        assert nested["score_mode"] == "max" and "inner_hits" in nested
+        knn = nested["query"]["knn"]["personas.vector"]
+        assert ("expand_nested_docs" in knn) is expand
+
+
+def test_opensearch_hybrid_uses_a_search_pipeline():
+    cluster = Cluster(Distribution.OPENSEARCH, (2, 19, 0))
+    linear = os_.search_plan("items", cluster, make_query("hybrid", "linear", {}))
+    [setup] = linear.setup
+    name = linear.proposals[0].request.params["search_pipeline"]
+    assert setup.method == "PUT" and setup.path == f"/_search/pipeline/{name}"
+    assert "normalization-processor" in setup.body["phase_results_processors"][0]
+    assert list(linear.proposals[0].request.body["query"]) == ["hybrid"]
+    rrf = os_.search_plan("items", cluster, make_query("hybrid", "rrf", {}))
+    assert rrf.setup[0].body["phase_results_processors"][0]["score-ranker-processor"]["combination"]["technique"] == "rrf"
+    with pytest.raises(CapabilityError, match="needs OpenSearch 2.19; use --fusion linear"):
+        os_.search_plan("items", Cluster(Distribution.OPENSEARCH, (2, 18, 0)), make_query("hybrid", "rrf", {}))
+
+
+def test_capability_errors_say_why_and_what_instead():
+    with pytest.raises(CapabilityError, match=r"8\.10\.0.*needs Elasticsearch 8\.11.*upgrade"):
+        es.search_plan("items", Cluster(Distribution.ELASTICSEARCH, (8, 10, 0), "basic"), make_query("knn", None, {}))
+    assert not supports(Cluster(Distribution.ELASTICSEARCH, (9, 0, 0), "basic"), "rrf_retriever")
+    assert supports(Cluster(Distribution.ELASTICSEARCH, (9, 0, 0), "trial"), "rrf_retriever")
+
+
+@pytest.mark.parametrize(
+    "cluster, exact, engine, raw, cosine",
+    [
+        (Cluster(Distribution.ELASTICSEARCH, (8, 15, 0)), False, "lucene", 0.9, 0.8),  # (1+cos)/2
+        (Cluster(Distribution.OPENSEARCH, (2, 18, 0)), False, "faiss", 1.8, 0.8),  # 1+cos before 2.19
+        (Cluster(Distribution.OPENSEARCH, (2, 19, 0)), False, "faiss", 0.9, 0.8),  # (1+cos)/2 from 2.19
+        (Cluster(Distribution.OPENSEARCH, (2, 12, 0)), False, "lucene", 0.9, 0.8),
+        (Cluster(Distribution.OPENSEARCH, (3, 0, 0)), True, "lucene", 1.8, 0.8),  # painless + 1.0
+    ],
+)
+def test_scores_convert_back_to_cosine(cluster, exact, engine, raw, cosine):
+    assert vector_score_to_cosine(cluster, raw, exact=exact, engine=engine) == pytest.approx(cosine)
+
+
+def test_client_side_fusion_matches_the_embedded_fusion():
+    query = make_query("hybrid", "linear", {})
+    chosen, parts = choose(query, {"vector": {"a": 0.9, "b": 0.5}, "bm25": {"b": 10.0, "c": 2.0}})
+    assert chosen == ["a", "b", "c"] and parts["a"] == {"bm25": 0.0, "fused": 0.5}
+
+
+INJECTION = 'x") OR 1==1; params.v[0] = 9; doc[\'a\'] \\" {"query_string": {"query": "*"}} */ <script> ^5 ~ AND NOT'
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS, ids=str)
+@pytest.mark.parametrize("fusion", ["linear", "rrf"])
+def test_user_text_stays_data(cluster, fusion):
+    query = make_query("hybrid", fusion, {}, text=INJECTION)
+    try:
+        plan = plan_for(cluster, query)
+    except CapabilityError:
+        return
+    found = False
+    for request in plan.requests(["1"]):
+        for path, value in walk(request.body):
+            assert path[-1] != "query_string"
+            if path[-1] == "source" and isinstance(value, str):
+                assert value in (es.EXACT_SCRIPT, os_.EXACT_SCRIPT)
+            if value == INJECTION:
+                found = True
+                assert path[-2:] == ("personas.text", "query") and "match" in path
+    assert found
+
+
+def test_mapping_files_match_the_code():
+    assert json.loads((ROOT / "mappings/elasticsearch.json").read_text()) == es.create_index("items", 384).body
+    assert json.loads((ROOT / "mappings/opensearch.json").read_text()) == os_.create_index("items", 384).body
+
+
+def test_never_nmslib():
+    with pytest.raises(Exception, match="lucene"):
+        os_.vector_mapping(384, engine="nmslib")
