@@ -8,6 +8,7 @@ from typing import Any
 from ..documents import ItemDocument
 from ..models import EvidenceSnippet, Hit, MatchedPersona
 from ..query import PersonaQuery
+from .model import Request
 
 PATH = "personas"
 VECTOR = "personas.vector"
@@ -114,6 +115,12 @@ def nested(query: dict[str, Any], *, with_inner_hits: bool) -> dict[str, Any]:
 def bm25_clause(text: str) -> dict[str, Any]:
     """User text goes only into a `match` query, as data."""
     return nested({"match": {TEXT: {"query": text}}}, with_inner_hits=False)
+
+
+def bm25_search(index: str, query: PersonaQuery) -> Request:
+    """Items by their best persona's BM25 score, the filters applied."""
+    body = {"size": query.num_candidates, "query": bool_query([bm25_clause(query.text or "")], query), "_source": False}
+    return Request("POST", f"/{index}/_search", body)
 
 
 def bool_query(must: list[dict[str, Any]], query: PersonaQuery, item_ids: Iterable[str] | None = None) -> dict[str, Any]:

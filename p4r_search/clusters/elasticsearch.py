@@ -9,7 +9,7 @@ from ..query import Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import require, supports, vector_score_to_cosine
 from .model import Cluster, Request
-from .plan import Proposal, SearchPlan
+from .plan import Proposal, SearchPlan, exact_plan
 
 EXACT_SCRIPT = "cosineSimilarity(params.query_value, 'personas.vector') + 1.0"
 
@@ -72,11 +72,6 @@ def knn_clause(query: PersonaQuery) -> dict[str, Any]:
     return knn
 
 
-def bm25_search(index: str, query: PersonaQuery) -> Request:
-    body = {"size": query.num_candidates, "query": dsl.bool_query([dsl.bm25_clause(query.text or "")], query), "_source": False}
-    return Request("POST", f"/{index}/_search", body)
-
-
 def vector_proposal(index: str, cluster: Cluster, query: PersonaQuery) -> Proposal:
     if query.mode is Mode.EXACT or query.candidate_ids is not None:
         return Proposal("vector", exact_search(index, query, query.num_candidates, None), lambda s: s - 1.0)
@@ -116,10 +111,9 @@ def search_plan(index: str, cluster: Cluster, query: PersonaQuery) -> SearchPlan
         return exact_search(index, query, len(ids), ids)
 
     if query.mode is Mode.EXACT:
-        exact = exact_search(index, query, query.k, None)
-        return SearchPlan([Proposal("vector", exact, lambda s: s - 1.0)], rescore, final_is_exact=True)
+        return exact_plan(exact_search(index, query, query.k, None), rescore)
     if query.mode is Mode.KNN:
         return SearchPlan([vector_proposal(index, cluster, query)], rescore)
     if fused := fused_retriever(index, cluster, query):
         return SearchPlan([fused], rescore)
-    return SearchPlan([vector_proposal(index, cluster, query), Proposal("bm25", bm25_search(index, query))], rescore)
+    return SearchPlan([vector_proposal(index, cluster, query), Proposal("bm25", dsl.bm25_search(index, query))], rescore)

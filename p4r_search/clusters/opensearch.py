@@ -16,7 +16,7 @@ from ..query import Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import require, supports, vector_score_to_cosine
 from .model import Cluster, Request
-from .plan import Proposal, SearchPlan
+from .plan import Proposal, SearchPlan, exact_plan
 
 ENGINES = ("lucene", "faiss")
 EXACT_SCRIPT = "cosineSimilarity(params.query_value, doc[params.field]) + 1.0"
@@ -125,17 +125,14 @@ def search_plan(index: str, cluster: Cluster, query: PersonaQuery, engine: str =
         return exact_search(index, query, len(ids), ids)
 
     if query.mode is Mode.EXACT:
-        exact = exact_search(index, query, query.k, None)
-        return SearchPlan([Proposal("vector", exact, lambda s: s - 1.0)], rescore, final_is_exact=True)
+        return exact_plan(exact_search(index, query, query.k, None), rescore)
     if query.mode is Mode.KNN:
         return SearchPlan([vector_proposal(index, cluster, query, engine)], rescore)
     unweighted_rrf = query.fusion is Fusion.RRF and query.vector_weight != query.text_weight
     if query.candidate_ids is not None or unweighted_rrf:
         # candidates are scored exactly, and weighted RRF is not server-side: two lists, fused client-side
-        bm25 = {"size": query.num_candidates, "query": dsl.bool_query([dsl.bm25_clause(query.text or "")], query),
-                "_source": False}
-        return SearchPlan([vector_proposal(index, cluster, query, engine),
-                           Proposal("bm25", Request("POST", f"/{index}/_search", bm25))], rescore)
+        return SearchPlan([vector_proposal(index, cluster, query, engine), Proposal("bm25", dsl.bm25_search(index, query))],
+                          rescore)
     name, body = search_pipeline(cluster, query)
     return SearchPlan([hybrid_proposal(index, cluster, query, name)], rescore,
                       setup=[Request("PUT", f"/_search/pipeline/{name}", body)])

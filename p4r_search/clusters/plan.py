@@ -37,6 +37,11 @@ class SearchPlan:
         return self.setup + [p.request for p in self.proposals] + tail
 
 
+def exact_plan(exact: Request, rescore: Callable[[Sequence[str]], Request]) -> SearchPlan:
+    """Exact mode: one request scores and explains; its 1+cos scores convert back to cosine."""
+    return SearchPlan([Proposal("vector", exact, lambda s: s - 1.0)], rescore, final_is_exact=True)
+
+
 def choose(query: PersonaQuery, lists: dict[str, dict[str, float]]) -> tuple[list[str], dict[str, dict[str, float]]]:
     """From stage 1's lists (item → score, vector scores already on the cosine scale), the items to
     rescore and their component scores. A lone vector list is rescored whole, then cut to k, as the
