@@ -81,7 +81,7 @@ def documents(ids: list[str], vectors: np.ndarray, model: str):
 # -- measuring --------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def timed_steps(targets: dict[str, tuple[type, str]]):
-    """Temporarily wrap methods so that the seconds spent in each are summed (re-entrant calls count once)."""
+    """Temporarily wrap methods so that the seconds spent in each are summed."""
     totals, saved = dict.fromkeys(targets, 0.0), []
     for name, (owner, attr) in targets.items():
         original = getattr(owner, attr)
@@ -156,8 +156,15 @@ def recall(got: list[list[str]], truth: list[list[str]]) -> float:
     return float(np.mean([len(set(g) & set(t)) / len(t) for g, t in zip(got, truth)]))
 
 
-def hit_ids(hits) -> list[str]:
-    return [h.item_id for h in hits]
+def summarise(timings: dict[str, tuple[np.ndarray, list]], recall_key: str) -> dict:
+    """p50/p99 of each mode, its p50 speed-up over the exact scan, and the kNN modes' recall against it."""
+    base_ms, truth = timings["exact-scan"]
+    out = {}
+    for mode, (ms, got) in timings.items():
+        out[mode] = {**stats(ms), "speedup_vs_exact_scan": float(np.median(base_ms) / np.median(ms))}
+        if mode.startswith("knn"):
+            out[mode][recall_key] = recall(got, truth)
+    return out
 
 
 def raw_scan(vectors: np.ndarray):
@@ -169,16 +176,12 @@ def raw_scan(vectors: np.ndarray):
     return run
 
 
-def knn(backend: EmbeddedBackend, num_candidates: int = 100):
-    return lambda q: hit_ids(backend.search(PersonaQuery(q, k=K, num_candidates=num_candidates, mode="knn")))
-
-
-def rerank(backend: EmbeddedBackend):
-    return lambda qc: hit_ids(backend.search(PersonaQuery(qc[0], k=K, mode="exact", candidate_ids=qc[1])))
-
-
-def exact_backend(backend: EmbeddedBackend):
-    return lambda q: hit_ids(backend.search(PersonaQuery(q, k=K, mode="exact")))
+def search_ids(backend: EmbeddedBackend, **options):
+    """Top-K item ids of `backend.search`, for a query vector or a (vector, candidate ids) pair."""
+    def run(arg) -> list[str]:
+        q, candidates = arg if isinstance(arg, tuple) else (arg, None)
+        return [h.item_id for h in backend.search(PersonaQuery(q, k=K, candidate_ids=candidates, **options))]
+    return run
 
 
 def exact_top(scorer: ExactScorer):
@@ -203,9 +206,9 @@ def bench_size(n: int, args: argparse.Namespace, hnsw: HnswConfig) -> dict:
         flat = vectors.reshape(-1, args.dim)
         with blas_threads(args.blas_threads):
             modes = {
-                "knn": timed(knn(backend), queries),
-                "rerank-20": timed(rerank(backend), list(zip(queries, candidates))),
-                "exact (backend)": timed(exact_backend(backend), queries),
+                "knn": timed(search_ids(backend, mode="knn"), queries),
+                "rerank-20": timed(search_ids(backend, mode="exact"), list(zip(queries, candidates))),
+                "exact (backend)": timed(search_ids(backend, mode="exact"), queries),
                 "exact-scan": timed(exact_top(scorer), queries),
                 "raw-matmul": timed(raw_scan(flat), queries),
             }
@@ -214,14 +217,10 @@ def bench_size(n: int, args: argparse.Namespace, hnsw: HnswConfig) -> dict:
         del backend
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    exact_p50 = float(np.percentile(modes["exact-scan"][0], 50))
     out = {"items": n, "rows": n * args.personas, "build": build, "open_s": open_s,
-           "index_bytes": size, "raw_float32_bytes": n * args.personas * args.dim * 4, "modes": {}}
+           "index_bytes": size, "raw_float32_bytes": n * args.personas * args.dim * 4}
     out["index_vs_raw"] = size / out["raw_float32_bytes"]
-    for mode, (ms, _) in modes.items():
-        out["modes"][mode] = {**stats(ms), "speedup_vs_exact_scan": exact_p50 / float(np.percentile(ms, 50))}
-    out["modes"]["knn"]["recall_at_10_random_vectors"] = recall(modes["knn"][1], modes["exact-scan"][1])
-    return out
+    return {**out, "modes": summarise(modes, "recall_at_10_random_vectors")}
 
 
 # -- part 2: recall on real review embeddings ---------------------------------------------------------
@@ -258,16 +257,6 @@ def embed_cached(texts: list[str], cache_dir: Path, chunk: int = 2000) -> tuple[
     return np.concatenate(parts), encoder.model_name
 
 
-def recall_modes(backend: EmbeddedBackend, scorer: ExactScorer, queries: list) -> dict:
-    exact_ms, truth = timed(exact_top(scorer), queries)
-    modes = {"exact-scan": {**stats(exact_ms), "speedup_vs_exact_scan": 1.0}}
-    for nc in (100, K):
-        ms, got = timed(knn(backend, nc), queries)
-        modes[f"knn (num_candidates={nc})"] = {
-            **stats(ms), "speedup_vs_exact_scan": float(np.median(exact_ms) / np.median(ms)), "recall_at_10": recall(got, truth)}
-    return modes
-
-
 def bench_real(args: argparse.Namespace, hnsw: HnswConfig) -> dict:
     rows = args.real_rows // REAL_PERSONAS * REAL_PERSONAS
     texts = load_texts(rows + HELD_OUT)
@@ -282,12 +271,15 @@ def bench_real(args: argparse.Namespace, hnsw: HnswConfig) -> dict:
         backend, _ = open_index(tmp, hnsw)
         scorer = ExactScorer(ids, list(indexed))
         with blas_threads(args.blas_threads):
-            out = {"items": len(ids), "rows": rows, "queries": HELD_OUT, "model": model, "upsert_s": build["upsert_s"],
-                   "modes": recall_modes(backend, scorer, queries)}
+            timings = {"exact-scan": timed(exact_top(scorer), queries)}
+            for nc in (100, K):
+                knn = search_ids(backend, mode="knn", num_candidates=nc)
+                timings[f"knn (num_candidates={nc})"] = timed(knn, queries)
         del backend
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return {"items": len(ids), "rows": rows, "queries": HELD_OUT, "model": model, "upsert_s": build["upsert_s"],
+            "modes": summarise(timings, "recall_at_10")}
 
 
 # -- report ---------------------------------------------------------------------------------------------
@@ -298,7 +290,8 @@ def machine() -> dict:
 
 
 def table(synthetic: list[dict], real: dict | None) -> str:
-    lines = ["| catalog | mode | p50 ms | p99 ms | speed-up vs exact scan (p50) | recall@10 |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| catalog | mode | p50 ms | p99 ms | speed-up vs exact scan (p50) | recall@10 |",
+             "|---|---|---:|---:|---:|---:|"]
     groups = [(f"{r['items']:,} items x {r['rows'] // r['items']} (random)", r["modes"]) for r in synthetic]
     if real:
         groups.append((f"{real['items']:,} items x 5 (real text)", real["modes"]))
@@ -317,7 +310,8 @@ def build_table(synthetic: list[dict]) -> str:
     for r in synthetic:
         b = r["build"]
         lines.append(f"| {r['items']:,} | {r['rows']:,} | {b['upsert_s']:.1f} | {b['store_commit_s']:.1f} | "
-                     f"{b['hnsw_add_s']:.1f} | {b['cache_save_s']:.1f} | {b['rows_and_meta_s']:.1f} | {r['open_s']:.2f} | "
+                     f"{b['hnsw_add_s']:.1f} | {b['cache_save_s']:.1f} | {b['rows_and_meta_s']:.1f} | "
+                     f"{r['open_s']:.2f} | "
                      f"{r['index_bytes'] / 1e6:.0f} | {r['raw_float32_bytes'] / 1e6:.0f} | {r['index_vs_raw']:.2f} |")
     return "\n".join(lines)
 

@@ -46,17 +46,19 @@ class ExactScorer:
         return np.maximum.reduceat(sims, self.offsets[:-1])
 
     def score_items(self, profile: np.ndarray, item_ids: Iterable[str]) -> list[ScoredItem]:
-        """Exact scores of the given items (unknown ids are skipped), in the order given."""
-        profile = np.asarray(profile, dtype=np.float32)
-        out = []
-        for item_id in item_ids:
-            pos = self._position.get(item_id)
-            if pos is None:
-                continue
-            sims = self.vectors[self.offsets[pos] : self.offsets[pos + 1]] @ profile
-            best = int(np.argmax(sims))
-            out.append(ScoredItem(item_id, float(sims[best]), best))
-        return out
+        """Exact scores of the given items (unknown ids are skipped), in the order given; vectorised."""
+        known = [i for i in item_ids if i in self._position]
+        if not known:
+            return []
+        positions = np.fromiter((self._position[i] for i in known), dtype=np.int64, count=len(known))
+        starts, lengths = self.offsets[positions], self.offsets[positions + 1] - self.offsets[positions]
+        segment = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        rows = np.repeat(starts - segment, lengths) + np.arange(lengths.sum())
+        sims = self.vectors[rows] @ np.asarray(profile, dtype=np.float32)
+        best = np.maximum.reduceat(sims, segment)
+        hits = np.flatnonzero(sims == np.repeat(best, lengths))
+        first = hits[np.searchsorted(hits, segment)] - segment  # the first best persona of each item
+        return [ScoredItem(i, float(b), int(f)) for i, b, f in zip(known, best, first)]
 
     def top_k(
         self,

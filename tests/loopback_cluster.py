@@ -17,12 +17,18 @@ It answers:
   `throttled` fail with their status (429 or 503) the next `n` times they are sent (transient), `update`
   of a missing document fails with 404, and everything else is written into `docs`.
 
+With `strict_media_types`, an Elasticsearch stand-in also checks the version that the client asks for in
+`Accept` / `Content-Type` (`application/vnd.elasticsearch+json; compatible-with=N`) as the real server
+does: a server of major M accepts N = M or M - 1 and answers anything else with a 400
+`media_type_header_exception`.
+
 The server runs in a daemon thread and stops by itself after `max_lifetime` seconds at the latest.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,12 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-ES_ROOT = {
-    "name": "loopback-stand-in",
-    "cluster_name": "loopback",
-    "version": {"number": "8.17.0", "build_flavor": "default", "lucene_version": "9.12.0"},
-    "tagline": "You Know, for Search",
-}
+ES_VERSION = "8.17.0"
+COMPATIBLE_WITH = re.compile(r"compatible-with=(\d+)")
 OS_ROOT = {
     "name": "loopback-stand-in",
     "cluster_name": "loopback",
@@ -47,7 +49,8 @@ WHOLE_REQUEST_ERRORS = {
     503: {"type": "unavailable_shards_exception", "reason": "primary shard is not active"},
 }
 ITEM_ERRORS = {
-    400: {"type": "mapper_parsing_exception", "reason": "failed to parse field [personas.vector] of type [dense_vector]"},
+    400: {"type": "mapper_parsing_exception",
+          "reason": "failed to parse field [personas.vector] of type [dense_vector]"},
     429: {"type": "es_rejected_execution_exception", "reason": "rejected execution of primary operation"},
     503: {"type": "unavailable_shards_exception", "reason": "[items][0] primary shard is not active"},
 }
@@ -77,6 +80,8 @@ class Recorded:
 @dataclass
 class LoopbackCluster:
     flavour: str = "es"  # "es" or "opensearch"
+    es_version: str = ES_VERSION
+    strict_media_types: bool = False
     max_lifetime: float = 120.0
     whole_request_failures: deque[int] = field(default_factory=deque)
     rejected: set[str] = field(default_factory=set)
@@ -89,6 +94,8 @@ class LoopbackCluster:
     def __post_init__(self) -> None:
         if self.flavour not in ("es", "opensearch"):
             raise ValueError(self.flavour)
+        self.whole_request_failures = deque(self.whole_request_failures)
+        self.rejected = set(self.rejected)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -164,9 +171,15 @@ class LoopbackCluster:
             handler.wfile.write(payload)
 
     def _answer(self, r: Recorded) -> tuple[int, Any]:
+        if refused := self._refused_media_type(r):
+            return 400, refused
         parts = [p for p in r.path.split("/") if p]
         if r.method == "GET" and not parts:
-            return 200, ES_ROOT if self.flavour == "es" else OS_ROOT
+            if self.flavour == "opensearch":
+                return 200, OS_ROOT
+            return 200, {"name": "loopback-stand-in", "cluster_name": "loopback",
+                         "version": {"number": self.es_version, "build_flavor": "default"},
+                         "tagline": "You Know, for Search"}
         if r.method == "GET" and parts == ["_license"] and self.flavour == "es":
             return 200, {"license": {"type": "basic", "status": "active", "uid": "loopback"}}
         if parts and parts[-1] == "_bulk" and r.method in ("POST", "PUT"):
@@ -188,6 +201,22 @@ class LoopbackCluster:
                 props.update((r.json or {}).get("properties", {}))
                 return 200, {"acknowledged": True}
         return 404, _error(404, "stand_in_unsupported", f"the stand-in does not answer {r.method} {r.path}")
+
+    def _refused_media_type(self, r: Recorded) -> dict[str, Any] | None:
+        if self.flavour != "es" or not self.strict_media_types:
+            return None
+        major = int(self.es_version.split(".")[0])
+        for name in ("accept", "content-type"):
+            match = COMPATIBLE_WITH.search(r.headers.get(name, ""))
+            if match and int(match[1]) not in (major, major - 1):
+                shown = name.title()
+                why = (f"{shown} version must be either version {major} or {major - 1}, but found {match[1]}. "
+                       f"{shown}={r.headers[name]}")
+                body = _error(400, "media_type_header_exception",
+                              "Invalid media-type value on headers [Accept, Content-Type]")
+                body["error"]["caused_by"] = {"type": "status_exception", "reason": why}
+                return body
+        return None
 
     def _bulk(self, r: Recorded, path_index: str | None) -> tuple[int, Any]:
         if self.whole_request_failures:

@@ -103,6 +103,10 @@ class VectorCache:
             self.vectors = np.concatenate([self.vectors, np.asarray(vectors, np.float32).reshape(-1, self.dim)])
         self._reindex()
 
+    def _positions(self, keys: np.ndarray) -> np.ndarray:
+        """Row positions of keys, vectorised (keys are sorted once per change)."""
+        return self._key_order[np.searchsorted(self.keys[self._key_order], np.asarray(keys, np.uint64))]
+
     def _reindex(self) -> None:
         order = np.argsort(self.items, kind="stable")
         self.item_rows: dict[str, np.ndarray] = {}
@@ -112,6 +116,7 @@ class VectorCache:
             for group in np.split(order, bounds):
                 self.item_rows[self.items[group[0]]] = np.sort(group)
         self.key_position = {int(k): i for i, k in enumerate(self.keys)}
+        self._key_order = np.argsort(self.keys, kind="stable")
         self._scorer: ExactScorer | None = None
 
     # -- reading ----------------------------------------------------------------------------------
@@ -142,8 +147,7 @@ class VectorCache:
         while True:
             matches = self.hnsw.search(vector, want)
             found: dict[str, None] = {}
-            for key in matches.keys:
-                item = self.items[self.key_position[int(key)]]
+            for item in self.items[self._positions(matches.keys)]:
                 if item not in exclude and (allowed is None or item in allowed):
                     found[item] = None
             if len(found) >= count or want >= len(self):
