@@ -38,6 +38,16 @@ class ExactScorer:
         )
         self._position = {item_id: i for i, item_id in enumerate(self.item_ids)}
 
+    @classmethod
+    def from_grouped(cls, item_ids: Sequence[str], offsets: np.ndarray, vectors: np.ndarray) -> ExactScorer:
+        """Without copying: rows `offsets[i]:offsets[i+1]` of `vectors` are the personas of `item_ids[i]`."""
+        scorer = cls.__new__(cls)
+        scorer.item_ids = list(item_ids)
+        scorer.offsets = np.asarray(offsets, dtype=np.int64)
+        scorer.vectors = vectors
+        scorer._position = {item_id: i for i, item_id in enumerate(scorer.item_ids)}
+        return scorer
+
     def item_scores(self, profile: np.ndarray) -> np.ndarray:
         """Best persona cosine of every item, in `item_ids` order."""
         if not self.item_ids:

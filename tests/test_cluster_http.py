@@ -326,8 +326,6 @@ def test_dry_run_contacts_nothing_and_prints_the_bulk_requests(engine, start_clu
     assert not (tmp_path / "failed.jsonl").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="p4r_search/cli/index.py write_to_cluster also prints its summary "
-                   "('12 item(s) written to items, …') under --dry-run, where nothing was written")
 def test_dry_run_output_is_only_requests(subset_personas):
     result = run_cli("index", "build", "--engine", "es", "--index", INDEX, "--personas", subset_personas,
                      "--dry-run", "--no-progress")
@@ -343,9 +341,6 @@ def test_a_9x_server_accepts_what_the_client_sends(start_cluster, sleeps, subset
     assert {r.status for r in cluster.requests} == {200}
 
 
-@pytest.mark.xfail(int(elasticsearch.__versionstr__.split(".")[0]) >= 9, strict=True,
-                   reason="elasticsearch-py 9.x sends 'compatible-with=9' on every request (GET / and _bulk), "
-                          "which Elasticsearch 8.x answers with 400 media_type_header_exception; p4r supports 8.11+")
 def test_an_8x_server_accepts_what_the_client_sends(start_cluster, sleeps, subset_personas, item_ids, tmp_path):
     cluster = start_cluster("es", es_version="8.17.0", strict_media_types=True)
     build(cluster, subset_personas, tmp_path / "failed.jsonl")

@@ -62,7 +62,7 @@ USER = "demo-petite-dresses"
 URL_ENV = {"es": "P4R_ES_URL", "opensearch": "P4R_OPENSEARCH_URL"}
 PREFIX = {"es": "P4R_ES_", "opensearch": "P4R_OPENSEARCH_"}
 CLIENT_MODULE = {"es": "elasticsearch", "opensearch": "opensearchpy"}
-CLIENT_PIP = {"es": "'elasticsearch>=8.13,<9' (8.x server) or 'elasticsearch>=9,<10' (9.x server)",
+CLIENT_PIP = {"es": "'elasticsearch>=8.16,<9' (8.x server) or 'elasticsearch>=9,<10' (9.x server)",
               "opensearch": "'opensearch-py>=2.4'"}
 TRUE = ("1", "true", "yes", "on")
 
@@ -101,7 +101,8 @@ class LiveConfig:
             auth = {shared: env.get(shared) for shared in names}
         ca_certs = env.get(prefix + "CA_CERTS") or env.get("P4R_CA_CERTS") or None
         if ca_certs and not Path(ca_certs).is_file():
-            pytest.fail(f"the CA bundle {ca_certs!r} (from {prefix}CA_CERTS / P4R_CA_CERTS) is not a file", pytrace=False)
+            pytest.fail(f"the CA bundle {ca_certs!r} (from {prefix}CA_CERTS / P4R_CA_CERTS) is not a file",
+                        pytrace=False)
         insecure_value = env.get(prefix + "INSECURE", env.get("P4R_INSECURE", ""))
         return cls(engine, env[URL_ENV[engine]], ca_certs, insecure_value.strip().lower() in TRUE, auth)
 
@@ -251,7 +252,8 @@ def assert_same_ranking(expected: list[Hit], actual: list[Hit], embedded: Embedd
             f"{where}: rank {rank}: cluster {a.item_id} {a.score:.6f}, embedded {e.item_id} {e.score:.6f}")
         if a.item_id != e.item_id:  # allowed only where the two items are tied on the exact cosine
             tied = abs(exact_cosine(embedded, a.item_id, vector) - e.score) <= TIE
-            assert tied, f"{where}: rank {rank}: cluster has {a.item_id}, embedded {e.item_id}\n  embedded {want}\n  cluster  {got}"
+            assert tied, (f"{where}: rank {rank}: cluster has {a.item_id}, embedded {e.item_id}\n"
+                          f"  embedded {want}\n  cluster  {got}")
 
 
 # -- tests ----------------------------------------------------------------------------------------
@@ -264,7 +266,8 @@ def test_index_holds_the_same_documents(live, embedded):
     for item_id in ids:
         assert theirs[item_id].shape == ours[item_id].shape
         np.testing.assert_allclose(theirs[item_id], ours[item_id], atol=1e-5, err_msg=f"item {item_id}")
-        assert [p.persona_id for p in live.backend.personas(item_id)] == [p.persona_id for p in embedded.personas(item_id)]
+        personas = [p.persona_id for p in live.backend.personas(item_id)]
+        assert personas == [p.persona_id for p in embedded.personas(item_id)], f"item {item_id}"
 
 
 def test_exact_top10_equals_embedded_exact(live, embedded, query_vectors):
@@ -297,7 +300,8 @@ def test_knn_top10_overlaps_embedded_exact(live, embedded, query_vectors):
 @pytest.mark.parametrize("fusion", ["linear", "rrf"])
 def test_hybrid_hits_are_explained_with_all_scores(live, embedded, query_vectors, fusion):
     cluster = live.backend.cluster
-    if fusion == "rrf" and cluster.distribution is Distribution.OPENSEARCH and not supports(cluster, "score_ranker_rrf"):
+    is_opensearch = cluster.distribution is Distribution.OPENSEARCH
+    if fusion == "rrf" and is_opensearch and not supports(cluster, "score_ranker_rrf"):
         pytest.skip(f"{cluster}: RRF on OpenSearch needs 2.19")
     # keywords that surely match: the name of one persona of the first item
     first = embedded.item_ids()[0]

@@ -39,8 +39,9 @@ class ConnectionSettings:
         return {}
 
     def describe(self) -> str:
+        """Where and how, never with a secret: user info in the URL is dropped."""
         kind = "api key" if os.environ.get(API_KEY_ENV) else "basic auth" if os.environ.get(USERNAME_ENV) else "no auth"
-        return f"{self.distribution.value} at {self.url} ({kind}, TLS verify {'on' if self.verify_certs else 'OFF'})"
+        return f"{self.distribution.value} at {redact(self.url)} ({kind}, TLS verify {'on' if self.verify_certs else 'OFF'})"
 
 
 def make_client(settings: ConnectionSettings, max_retries: int = 3):
@@ -58,3 +59,12 @@ def make_client(settings: ConnectionSettings, max_retries: int = 3):
     return OpenSearch(hosts=[settings.url], timeout=settings.timeout, max_retries=max_retries,
                       retry_on_status=(429, 502, 503, 504), retry_on_timeout=True, ssl_show_warn=settings.verify_certs,
                       use_ssl=settings.url.startswith("https"), **tls, **settings.auth())
+
+
+def redact(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

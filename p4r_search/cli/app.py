@@ -36,3 +36,6 @@ def cli(verbose: bool) -> None:
     against persona vectors, and the best persona explains each recommendation.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not verbose:  # the clients log every retry with a traceback; p4r reports the outcome itself
+        for name in ("elastic_transport", "elasticsearch", "opensearch", "urllib3"):
+            logging.getLogger(name).setLevel(logging.ERROR)

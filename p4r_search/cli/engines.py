@@ -10,7 +10,11 @@ from ..backends.cluster import ClientTransport, ClusterBackend, DryRunTransport,
 from ..backends.connect import ConnectionSettings, make_client
 from ..backends.embedded import EmbeddedBackend
 from ..clusters.model import Cluster, Distribution, parse_engine, parse_version
-from ..errors import ConfigError
+from ..errors import ConfigError, P4RError
+
+
+class ClusterUnavailable(P4RError):
+    exit_code = 69  # EX_UNAVAILABLE
 
 ENGINES = ("embedded", "es", "opensearch")
 DEFAULT_ASSUMED = {Distribution.ELASTICSEARCH: "8.17.0", Distribution.OPENSEARCH: "2.19.0"}
@@ -46,10 +50,20 @@ def open_cluster(engine, index_name, url, ca_certs, insecure, os_engine, dry_run
         raise ConfigError(f"--engine {engine} needs --url (or P4R_URL)")
     settings = ConnectionSettings(distribution, url, ca_certs=ca_certs, verify_certs=not insecure)
     transport = ClientTransport(make_client(settings), distribution)
-    cluster = detect(transport)
+    cluster = detect_or_explain(transport, settings)
     if cluster.distribution is not distribution:
         raise ConfigError(f"{url} is {cluster}, not {distribution.value}")
     return ClusterBackend(transport, cluster, index_name, os_engine=os_engine)
+
+
+def detect_or_explain(transport, settings: ConnectionSettings) -> Cluster:
+    """Detection is the first request: turn a client failure into one clear line, without secrets."""
+    try:
+        return detect(transport)
+    except Exception as exc:  # the clients raise their own hierarchies; either way it is unreachable
+        status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+        reason = f"HTTP {status}" if isinstance(status, int) else type(exc).__name__
+        raise ClusterUnavailable(f"cannot reach {settings.describe()}: {reason}") from None
 
 
 def open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license,

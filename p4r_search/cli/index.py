@@ -43,9 +43,12 @@ def read_records(personas_path, reader):
     return list({r.item_id: r for _, r, _ in reader.read(personas_path, ItemPersonas)}.values())
 
 
-def write_to_cluster(backend, docs, *, partial, failed_docs, chunk_size, progress, total, as_json):
+def write_to_cluster(backend, docs, *, partial, failed_docs, chunk_size, progress, total, as_json, dry_run):
+    failed_docs.unlink(missing_ok=True)  # the file lists this run's failures only
     with counting_bar(progress, total, "bulk") as bar:
         report = backend.write(docs, partial=partial, failed_path=failed_docs, chunk=chunk_size, on_chunk=bar.update)
+    if dry_run:
+        return  # the request lines are the whole output
     summary = {"written": report.written, "failed": report.failed, "retried": report.retried, "index": backend.index}
     if report.failed:
         summary["failed_docs"] = str(failed_docs)
@@ -84,7 +87,8 @@ def build(personas_path, engine, index_name, url, ca_certs, insecure, os_engine,
         docs = build_documents(records, Encoder(model), items)
         failed = failed_docs or Path(f"{index_name}.failed.jsonl")
         return write_to_cluster(backend, docs, partial=False, failed_docs=failed, chunk_size=chunk_size,
-                                progress=progress and not dry_run, total=len(records), as_json=as_json)
+                                progress=progress and not dry_run, total=len(records), as_json=as_json,
+                                dry_run=dry_run)
     encoder = Encoder(model or backend.model_name)
     docs = build_documents(progress_bar(progress, "index")(records), encoder, items)
     written = backend.upsert(docs)
@@ -135,7 +139,8 @@ def attach(personas_path, engine, index_name, url, ca_certs, insecure, os_engine
     backend.attach(encoder.dim, backend.mapping())
     failed = failed_docs or Path(f"{index_name}.failed.jsonl")
     write_to_cluster(backend, build_documents(records, encoder), partial=True, failed_docs=failed,
-                     chunk_size=chunk_size, progress=progress and not dry_run, total=len(records), as_json=as_json)
+                     chunk_size=chunk_size, progress=progress and not dry_run, total=len(records), as_json=as_json,
+                                dry_run=dry_run)
 
 
 @index.command("repair")

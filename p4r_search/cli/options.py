@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sys
+
 import click
 
 from ..io import LineReader, Rejects
@@ -44,7 +46,7 @@ def progress_bar(enabled: bool, desc: str):
             return iterable
         from tqdm import tqdm
 
-        return tqdm(iterable, desc=desc, unit="item", file=click.get_text_stream("stderr"), dynamic_ncols=True)
+        return tqdm(iterable, desc=desc, unit="item", file=sys.stderr, dynamic_ncols=True)
 
     return wrap
 
@@ -54,4 +56,4 @@ def counting_bar(enabled: bool, total: int, desc: str):
     """A tqdm bar on stderr, updated by hand (per bulk chunk); disabled when not wanted."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="item", file=click.get_text_stream("stderr"), disable=not enabled)
+    return tqdm(total=total, desc=desc, unit="item", file=sys.stderr, disable=not enabled)

@@ -37,11 +37,19 @@ class EmbeddedBackend:
         self.store = TantivyStore(self.path / STORE_DIR, create=writable)
         self._cache: VectorCache | None = None
         self._cache_generation: int | None = None
+        self._meta: Meta | None = None
 
     # -- state ------------------------------------------------------------------------------------
     @property
     def meta(self) -> Meta:
-        return self.store.meta()
+        """The store's state as of opening or the last write here; `refresh()` sees other writers' commits."""
+        if self._meta is None:
+            self._meta = self.store.meta()
+        return self._meta
+
+    def refresh(self) -> None:
+        self.store.refresh()
+        self._meta = None
 
     @property
     def model_name(self) -> str | None:
@@ -84,6 +92,7 @@ class EmbeddedBackend:
     def upsert(self, documents: Iterable[ItemDocument]) -> int:
         """Replace the personas of every given item, in one atomic commit."""
         self._require_writable()
+        self.refresh()  # write on top of the latest commit, whoever made it
         meta, cache = self.meta, self.vectors()
         next_key = meta.next_row_key
         rows: list[Row] = []
@@ -101,6 +110,7 @@ class EmbeddedBackend:
             return 0
         new_meta = Meta(generation=meta.generation + 1, next_row_key=next_key, dim=dim, model=model)
         self.store.commit(new_meta, delete_items=item_ids, rows=rows)
+        self._meta = new_meta
         cache = cache or VectorCache.empty(dim, self.hnsw)
         cache.apply(
             removed_items=item_ids,
@@ -113,6 +123,7 @@ class EmbeddedBackend:
 
     def delete(self, item_ids: Sequence[str]) -> int:
         self._require_writable()
+        self.refresh()
         meta, cache = self.meta, self.vectors()
         if cache is None:
             return 0
@@ -121,6 +132,7 @@ class EmbeddedBackend:
             return 0
         new_meta = Meta(generation=meta.generation + 1, next_row_key=meta.next_row_key, dim=meta.dim, model=meta.model)
         self.store.commit(new_meta, delete_items=present, rows=())
+        self._meta = new_meta
         cache.apply(removed_items=present, keys=np.zeros(0, np.uint64), items=np.zeros(0, object), vectors=np.zeros((0, meta.dim)))
         self._save(cache, new_meta.generation)
         return len(present)

@@ -75,11 +75,18 @@ class TantivyStore:
         self.index = tantivy.Index(_schema(), path=str(path), reuse=True)
         self.schema = self.index.schema
         self.analyzer = _query_analyzer()
+        self._searcher: tantivy.Searcher | None = None
 
     # -- reading ----------------------------------------------------------------------------------
     def searcher(self) -> tantivy.Searcher:
-        self.index.reload()
-        return self.index.searcher()
+        """A point-in-time view, reused until `refresh()` (as a Lucene reader is until reopened)."""
+        if self._searcher is None:
+            self.index.reload()
+            self._searcher = self.index.searcher()
+        return self._searcher
+
+    def refresh(self) -> None:
+        self._searcher = None
 
     def meta(self, searcher: tantivy.Searcher | None = None) -> Meta:
         searcher = searcher or self.searcher()
@@ -147,6 +154,7 @@ class TantivyStore:
             meta_doc = tantivy.Document(kind="meta", payload=json.dumps(meta.__dict__).encode())
             writer.add_document(meta_doc)
             writer.commit()
+            self.refresh()
         except BaseException:
             writer.rollback()
             raise

@@ -33,7 +33,7 @@ def cache_dir(root: Path, generation: int) -> Path:
 
 
 class VectorCache:
-    """Rows (key, item, vector) grouped by nothing in particular; `item_rows` maps items to row positions."""
+    """Rows (key, item, vector), grouped by item; `item_rows` maps an item to its row positions."""
 
     def __init__(self, dim: int, keys: np.ndarray, items: np.ndarray, vectors: np.ndarray, hnsw: Index, config: HnswConfig):
         self.dim = dim
@@ -108,13 +108,17 @@ class VectorCache:
         return self._key_order[np.searchsorted(self.keys[self._key_order], np.asarray(keys, np.uint64))]
 
     def _reindex(self) -> None:
+        """Group rows by item (stable, so an item's personas keep their order), so that the exact scorer
+        works on views of `vectors` without copying them."""
         order = np.argsort(self.items, kind="stable")
-        self.item_rows: dict[str, np.ndarray] = {}
-        if len(order):
-            sorted_items = self.items[order]
-            bounds = np.flatnonzero(sorted_items[1:] != sorted_items[:-1]) + 1
-            for group in np.split(order, bounds):
-                self.item_rows[self.items[group[0]]] = np.sort(group)
+        self.keys, self.items, self.vectors = self.keys[order], self.items[order], self.vectors[order]
+        bounds = np.flatnonzero(self.items[1:] != self.items[:-1]) + 1 if len(self.items) else np.zeros(0, np.int64)
+        self._offsets = np.concatenate([[0], bounds, [len(self.items)]]).astype(np.int64)
+        starts = self._offsets[:-1] if len(self.items) else np.zeros(0, np.int64)
+        self._item_ids = [str(self.items[i]) for i in starts]
+        self.item_rows: dict[str, np.ndarray] = {
+            item: np.arange(a, b) for item, a, b in zip(self._item_ids, self._offsets[:-1], self._offsets[1:])
+        }
         self.key_position = {int(k): i for i, k in enumerate(self.keys)}
         self._key_order = np.argsort(self.keys, kind="stable")
         self._scorer: ExactScorer | None = None
@@ -127,8 +131,7 @@ class VectorCache:
     def scorer(self) -> ExactScorer:
         """The exact scorer over every row, built on first use."""
         if self._scorer is None:
-            ids = sorted(self.item_rows)
-            self._scorer = ExactScorer(ids, [self.vectors[self.item_rows[i]] for i in ids])
+            self._scorer = ExactScorer.from_grouped(self._item_ids, self._offsets, self.vectors)
         return self._scorer
 
     def item_vectors(self, item_id: str) -> np.ndarray | None:
