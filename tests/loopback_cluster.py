@@ -10,7 +10,7 @@ It answers:
 - `GET /`: a version document (Elasticsearch 8.17.0, or OpenSearch 2.19.0); every Elasticsearch answer
   carries `X-Elastic-Product: Elasticsearch`, which the official client requires;
 - `GET /_license` (Elasticsearch): a basic, active licence;
-- `PUT /{index}`, `GET|PUT /{index}/_mapping`: kept in memory;
+- `PUT /{index}`, `GET|PUT /{index}/_mapping`: kept in memory; `POST /{index}/_refresh`: acknowledged;
 - `POST|PUT [/{index}]/_bulk` (NDJSON): from a script. `whole_request_failures` is a queue of statuses
   (429, 503, …) answered, one per request, to the next bulk requests as a whole; then items are answered
   one by one: ids in `rejected` always fail with a 400 `mapper_parsing_exception` (permanent), ids in
@@ -200,6 +200,8 @@ class LoopbackCluster:
                 props = self.mappings[index].setdefault("properties", {})
                 props.update((r.json or {}).get("properties", {}))
                 return 200, {"acknowledged": True}
+        if len(parts) == 2 and parts[1] == "_refresh" and r.method == "POST":
+            return 200, {"_shards": {"total": 1, "successful": 1, "failed": 0}}
         return 404, _error(404, "stand_in_unsupported", f"the stand-in does not answer {r.method} {r.path}")
 
     def _refused_media_type(self, r: Recorded) -> dict[str, Any] | None:

@@ -149,12 +149,14 @@ def _connect(config: LiveConfig, index: str) -> ClusterBackend:
     except Exception as exc:  # turn the common set-up mistakes into one readable line
         error = f"{type(exc).__name__}: {exc}"
     hint = ""
-    if "media_type_header_exception" in error or "compatible-with" in error:
+    if config.engine == "es" and ("media_type_header_exception" in error or "HTTP 400" in error):
         import elasticsearch
 
-        hint = (f" The elasticsearch client {'.'.join(map(str, elasticsearch.__version__))} asks for a newer REST "
-                f"API than the server speaks: install the client of the server's major version, "
-                f"pip install {CLIENT_PIP['es']}.")
+        version = elasticsearch.__version__
+        if "media_type_header_exception" in error or version[0] >= 9:
+            hint = (f" If the server is Elasticsearch 8.x: the elasticsearch client {'.'.join(map(str, version))} "
+                    f"sends compatible-with={version[0]} headers, which an {version[0] - 1}.x server refuses with "
+                    f"400; install the client of the server's major version, pip install {CLIENT_PIP['es']}.")
     pytest.fail(f"cannot connect to {config.engine} at {config.url}: {error}.{hint}", pytrace=False)
 
 

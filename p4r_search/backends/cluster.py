@@ -131,6 +131,13 @@ class ClusterBackend:
         else:
             self.transport.send(os_dialect.put_mapping(self.index, dim, self.os_engine))
 
+    def refresh(self) -> None:
+        """Make what was written searchable now, rather than at the next refresh interval."""
+        self.transport.send(Request("POST", f"/{self.index}/_refresh"))
+
+    def delete_index(self) -> None:
+        self.transport.send(Request("DELETE", f"/{self.index}"))
+
     def mapping(self) -> dict[str, Any]:
         return self.transport.send(Request("GET", f"/{self.index}/_mapping"))
 
@@ -174,24 +181,24 @@ class ClusterBackend:
             plan = es_dialect.search_plan(self.index, self.cluster, query)
         else:
             plan = os_dialect.search_plan(self.index, self.cluster, query, self.os_engine)
-        for request in plan.setup:
-            if request.path not in self._pipelines:
-                self.transport.send(request)
-                self._pipelines.add(request.path)
-        lists: dict[str, dict[str, float]] = {}
-        first: list[tuple[str, float, dict[str, Any], dict[str, Any] | None]] = []
-        for proposal in plan.proposals:
-            hits = dsl.parse_hits(self.transport.send(proposal.request))
-            convert = proposal.convert or (lambda s: s)
-            lists[proposal.name] = {item: convert(score) for item, score, _, _ in hits}
-            first = first or hits
+        lists, first = self._propose(plan)
         if plan.final_is_exact:
             return [dsl.to_hit(i, src.get("title", ""), s - 1.0, {"cosine": s - 1.0}, p, query.explain)
                     for i, s, src, p in first]
-        chosen, components = choose(query, lists)
+        if set(lists) == {"vector", "bm25"}:
+            # fuse exact cosines, as the embedded engine does: rescore every proposed item first
+            exact = self._exact(plan, list(dict.fromkeys([*lists["vector"], *lists["bm25"]])))
+            lists["vector"] = {i: exact[i][0] for i in lists["vector"] if i in exact}
+            chosen, components = choose(query, lists)
+        else:
+            chosen, components = choose(query, lists)
+            exact = self._exact(plan, chosen) if chosen else {}
         if not chosen:
             return []
-        exact = {i: (s - 1.0, src, p) for i, s, src, p in dsl.parse_hits(self.transport.send(plan.rescore(chosen)))}
+        if plan.keyword_scores is not None:
+            bm25 = {i: s for i, s, _, _ in dsl.parse_hits(self.transport.send(plan.keyword_scores(chosen)))}
+            for item in chosen:
+                components.setdefault(item, {})["bm25"] = bm25.get(item, 0.0)
         hits = []
         for item in chosen:
             if item not in exact:
@@ -203,6 +210,25 @@ class ClusterBackend:
         if set(lists) == {"vector"}:
             hits.sort(key=lambda h: (-h.score, h.item_id))
         return hits[: query.k]
+
+    def _propose(self, plan):
+        """Stage 1: each proposal's ranked list (item → score on the embedded scale), and the first raw hits."""
+        for request in plan.setup:
+            if request.path not in self._pipelines:  # a pipeline is named by its content: put it once
+                self.transport.send(request)
+                self._pipelines.add(request.path)
+        lists: dict[str, dict[str, float]] = {}
+        first: list[tuple[str, float, dict[str, Any], dict[str, Any] | None]] = []
+        for proposal in plan.proposals:
+            hits = dsl.parse_hits(self.transport.send(proposal.request))
+            convert = proposal.convert or (lambda s: s)
+            lists[proposal.name] = {item: convert(score) for item, score, _, _ in hits}
+            first = first or hits
+        return lists, first
+
+    def _exact(self, plan, item_ids: Sequence[str]) -> dict[str, tuple[float, dict[str, Any], dict[str, Any] | None]]:
+        """Exact cosine, source and best persona of each item, from the plan's rescoring request."""
+        return {i: (s - 1.0, src, p) for i, s, src, p in dsl.parse_hits(self.transport.send(plan.rescore(item_ids)))}
 
     def persona_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         body = {"ids": list(item_ids)}

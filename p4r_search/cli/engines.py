@@ -60,10 +60,14 @@ def detect_or_explain(transport, settings: ConnectionSettings) -> Cluster:
     """Detection is the first request: turn a client failure into one clear line, without secrets."""
     try:
         return detect(transport)
-    except Exception as exc:  # the clients raise their own hierarchies; either way it is unreachable
+    except Exception as exc:  # the clients raise their own hierarchies
         status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
-        reason = f"HTTP {status}" if isinstance(status, int) else type(exc).__name__
-        raise ClusterUnavailable(f"cannot reach {settings.describe()}: {reason}") from None
+        if status in (401, 403):
+            raise ClusterUnavailable(f"{settings.describe()} refused the credentials (HTTP {status}); check "
+                                     "P4R_API_KEY or P4R_USERNAME/P4R_PASSWORD") from None
+        if isinstance(status, int):  # the server answered: say what it said (errors carry no credentials)
+            raise ClusterUnavailable(f"{settings.describe()} answered HTTP {status}: {str(exc)[:300]}") from None
+        raise ClusterUnavailable(f"cannot reach {settings.describe()}: {type(exc).__name__}") from None
 
 
 def open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license,

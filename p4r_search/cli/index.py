@@ -47,6 +47,7 @@ def write_to_cluster(backend, docs, *, partial, failed_docs, chunk_size, progres
     failed_docs.unlink(missing_ok=True)  # the file lists this run's failures only
     with counting_bar(progress, total, "bulk") as bar:
         report = backend.write(docs, partial=partial, failed_path=failed_docs, chunk=chunk_size, on_chunk=bar.update)
+    backend.refresh()
     if dry_run:
         return  # the request lines are the whole output
     summary = {"written": report.written, "failed": report.failed, "retried": report.retried, "index": backend.index}

@@ -123,6 +123,17 @@ def bm25_search(index: str, query: PersonaQuery) -> Request:
     return Request("POST", f"/{index}/_search", body)
 
 
+def bm25_of(index: str, query: PersonaQuery):
+    """For a server-fused plan: the BM25 component of the chosen items (`ids`), for their `scores`."""
+    from dataclasses import replace
+
+    def request(ids) -> Request:
+        ids = tuple(ids)
+        return bm25_search(index, replace(query, candidate_ids=ids, k=max(1, len(ids)), num_candidates=max(1, len(ids))))
+
+    return request
+
+
 def bool_query(must: list[dict[str, Any]], query: PersonaQuery, item_ids: Iterable[str] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"must": must}
     if filters := filter_clauses(query, item_ids):

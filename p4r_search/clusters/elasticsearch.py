@@ -115,5 +115,5 @@ def search_plan(index: str, cluster: Cluster, query: PersonaQuery) -> SearchPlan
     if query.mode is Mode.KNN:
         return SearchPlan([vector_proposal(index, cluster, query)], rescore)
     if fused := fused_retriever(index, cluster, query):
-        return SearchPlan([fused], rescore)
+        return SearchPlan([fused], rescore, keyword_scores=dsl.bm25_of(index, query))
     return SearchPlan([vector_proposal(index, cluster, query), Proposal("bm25", dsl.bm25_search(index, query))], rescore)

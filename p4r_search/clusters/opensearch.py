@@ -135,4 +135,4 @@ def search_plan(index: str, cluster: Cluster, query: PersonaQuery, engine: str =
                           rescore)
     name, body = search_pipeline(cluster, query)
     return SearchPlan([hybrid_proposal(index, cluster, query, name)], rescore,
-                      setup=[Request("PUT", f"/_search/pipeline/{name}", body)])
+                      setup=[Request("PUT", f"/_search/pipeline/{name}", body)], keyword_scores=dsl.bm25_of(index, query))

@@ -30,10 +30,14 @@ class SearchPlan:
     rescore: Callable[[Sequence[str]], Request]  # exact scoring of the chosen items, with inner hits
     setup: list[Request] = field(default_factory=list)  # e.g. an OpenSearch search pipeline
     final_is_exact: bool = False  # stage 1 already scored exactly (exact mode): no rescoring needed
+    # server-side fusion returns only the fused score: this asks for the chosen items' BM25 component
+    keyword_scores: Callable[[Sequence[str]], Request] | None = None
 
     def requests(self, item_ids_for_rescore: Sequence[str] = ("<ids from stage 1>",)) -> list[Request]:
         """Every request, in order, for --dry-run."""
         tail = [] if self.final_is_exact else [self.rescore(list(item_ids_for_rescore))]
+        if self.keyword_scores is not None:
+            tail.append(self.keyword_scores(list(item_ids_for_rescore)))
         return self.setup + [p.request for p in self.proposals] + tail
 
 

@@ -1,0 +1,80 @@
+"""How ClusterBackend.search combines a plan's responses into hits.
+
+The cluster is a scripted stand-in (no Elasticsearch or OpenSearch server can run here): it answers each
+request by its shape, as a cluster holding three items would.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from p4r_search.backends.cluster import ClusterBackend
+from p4r_search.clusters.model import Cluster, Distribution, Request
+from p4r_search.query import PersonaQuery
+
+COSINE = {"A": 0.2, "B": 0.9, "C": 0.5}  # exact cosine of each item's best persona
+BM25 = {"A": 7.0, "C": 1.0}
+
+
+def persona(item):
+    return {"persona_id": f"{item}-p0", "name": "Soft Fans", "description": "d", "rationale": "r", "support": 1.0,
+            "evidence": [{"review_id": f"{item}-r1", "text": "so soft"}]}
+
+
+class ScriptedCluster:
+    def __init__(self):
+        self.sent: list[Request] = []
+
+    def send(self, request: Request):
+        self.sent.append(request)
+        body = json.dumps(request.body)
+        ids = [i for i in COSINE if f'"{i}"' in body.split('"ids"', 1)[-1]] if '"ids"' in body else list(COSINE)
+        if "script_score" in body:  # exact: 1 + cos, with the best persona
+            hits = [{"_id": i, "_score": 1 + COSINE[i], "_source": {"title": f"T{i}"},
+                     "inner_hits": {"personas": {"hits": {"hits": [{"_source": persona(i)}]}}}} for i in ids]
+        elif '"match"' in body and "hybrid" not in body and "retriever" not in body:  # BM25 only
+            hits = [{"_id": i, "_score": BM25[i]} for i in ids if i in BM25]
+        elif "hybrid" in body:  # server-side fusion: an arbitrary fused order
+            hits = [{"_id": i, "_score": s} for i, s in (("A", 0.8), ("C", 0.6), ("B", 0.4))]
+        else:  # knn, (1 + cos) / 2, in a slightly wrong order, as quantised HNSW may give
+            hits = [{"_id": i, "_score": (1 + COSINE[i]) / 2 + (0.3 if i == "C" else 0)} for i in ids]
+        hits.sort(key=lambda h: -h["_score"])
+        return {"hits": {"hits": hits}, "acknowledged": True}
+
+    def bulk(self, actions):
+        raise AssertionError("not used")
+
+
+def search(cluster, **kw):
+    stand_in = ScriptedCluster()
+    backend = ClusterBackend(stand_in, cluster, "items")
+    return backend.search(PersonaQuery(vector=np.ones(4), **kw)), stand_in
+
+
+def test_knn_proposals_are_rescored_exactly_and_cut_to_k():
+    hits, _ = search(Cluster(Distribution.ELASTICSEARCH, (8, 17, 0), "basic"), k=2, num_candidates=3)
+    assert [h.item_id for h in hits] == ["B", "C"]
+    assert [h.score for h in hits] == pytest.approx([0.9, 0.5])
+    assert hits[0].persona.persona_id == "B-p0" and hits[0].evidence[0].text == "so soft"
+
+
+def test_server_fused_hybrid_still_reports_the_bm25_component():
+    hits, stand_in = search(Cluster(Distribution.OPENSEARCH, (2, 19, 0)), k=3, mode="hybrid", text="soft")
+    assert [h.item_id for h in hits] == ["A", "C", "B"]  # the fused order
+    assert {h.item_id: h.scores["bm25"] for h in hits} == {"A": 7.0, "C": 1.0, "B": 0.0}
+    assert all(set(h.scores) == {"cosine", "bm25", "fused"} for h in hits)
+    assert hits[0].scores["fused"] == pytest.approx(0.8 * 1.0)  # weighted mean x sum of weights (0.5 + 0.5)
+    assert stand_in.sent[0].path.startswith("/_search/pipeline/")
+
+
+def test_client_side_hybrid_matches_the_embedded_fusion():
+    from p4r_search import fusion
+
+    hits, _ = search(Cluster(Distribution.ELASTICSEARCH, (9, 1, 0), "basic"), k=3, mode="hybrid", text="soft")
+    vector = {i: COSINE[i] for i in COSINE}
+    expected = fusion.linear([vector, BM25], [0.5, 0.5])
+    assert [h.item_id for h in hits] == fusion.ranked(expected)
+    assert {h.item_id: h.scores["fused"] for h in hits} == pytest.approx(expected)
