@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -155,6 +154,3 @@ class Recommender:
         ]
         return sorted(rows, key=lambda r: -r.recency_weight * r.cosine_to_persona)
 
-
-def hits_as_json(hits: Sequence[Hit]) -> list[dict[str, Any]]:
-    return [h.model_dump(mode="json") for h in hits]

@@ -17,7 +17,6 @@ import json
 import time
 from collections import Counter
 
-import elasticsearch
 import elasticsearch.helpers.actions as es_helper_actions
 import opensearchpy.helpers.actions as os_helper_actions
 import pytest

@@ -17,11 +17,11 @@ from ..models import ItemPersonas
 from .app import cli
 from .engines import engine_options, open_backend
 from .options import (
+    counting_bar,
     input_file,
     json_option,
     make_reader,
     model_option,
-    counting_bar,
     progress_bar,
     progress_option,
     rejects_option,
