@@ -57,6 +57,11 @@ def user_input(user_id, interactions_path, history, user_text, backend, skip_inv
 
 
 def make_recommender(engine_args, model, last_n, gamma, profile_text_weight):
+    # One BLAS thread: a scan is a memory-bound matrix-vector product, and on a busy 2-core machine two
+    # threads waited for each other (benchmarks/README.md: 8.0 ms against 0.3 ms for 8,000 rows).
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
     backend = open_backend(*engine_args)
     encoder = Encoder(model) if model else None
     return backend, Recommender(backend, encoder=encoder, profile=ProfileConfig(last_n, gamma, profile_text_weight))
