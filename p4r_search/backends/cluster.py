@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -246,8 +247,9 @@ class ClusterBackend:
             raise NotFoundError(f"item {item_id!r} is not in index {self.index!r}")
         return [MatchedPersona(**{k: p[k] for k in MatchedPersona.model_fields}) for p in response["_source"].get("personas", [])]
 
-    @property
+    @cached_property
     def model_name(self) -> str | None:
+        """The encoder the indexed personas were made with (asked once per backend)."""
         exists = dsl.nested({"exists": {"field": dsl.VECTOR}}, with_inner_hits=False)
         body = {"size": 1, "_source": ["p4r.encoder_model"], "query": exists}
         hits = self.transport.send(Request("POST", f"/{self.index}/_search", body)).get("hits", {}).get("hits", [])
