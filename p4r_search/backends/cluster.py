@@ -14,8 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..clusters import dsl
-from ..clusters import elasticsearch as es_dialect
-from ..clusters import opensearch as os_dialect
+from ..clusters.dialects import dialect_for
 from ..clusters.model import Cluster, Distribution, Request, parse_version
 from ..clusters.plan import choose
 from ..documents import ItemDocument
@@ -111,26 +110,20 @@ class ClusterBackend:
         self.os_engine = os_engine
         self._pipelines: set[str] = set()
 
-    @property
+    @cached_property
     def dialect(self):
-        return es_dialect if self.cluster.distribution is Distribution.ELASTICSEARCH else os_dialect
+        return dialect_for(self.cluster, self.os_engine)
 
     # -- index management -------------------------------------------------------------------------
     def create_index(self, dim: int) -> None:
-        if self.cluster.distribution is Distribution.ELASTICSEARCH:
-            self.transport.send(es_dialect.create_index(self.index, dim))
-        else:
-            self.transport.send(os_dialect.create_index(self.index, dim, self.os_engine))
+        self.transport.send(self.dialect.create_index(self.index, dim))
 
     def attach(self, dim: int, current_mapping: dict[str, Any] | None) -> None:
         """Add the personas field to an existing index, refusing a conflicting one before writing anything."""
-        existing = es_dialect.existing_vector(current_mapping or {}, self.index)
+        existing = dsl.existing_personas(current_mapping or {})
         if existing is not None:
             check_compatible(existing, dim, self.index)
-        if self.cluster.distribution is Distribution.ELASTICSEARCH:
-            self.transport.send(es_dialect.put_mapping(self.index, dim))
-        else:
-            self.transport.send(os_dialect.put_mapping(self.index, dim, self.os_engine))
+        self.transport.send(self.dialect.put_mapping(self.index, dim))
 
     def refresh(self) -> None:
         """Make what was written searchable now, rather than at the next refresh interval."""
@@ -178,10 +171,7 @@ class ClusterBackend:
 
     # -- reading ----------------------------------------------------------------------------------
     def search(self, query: PersonaQuery) -> list[Hit]:
-        if self.cluster.distribution is Distribution.ELASTICSEARCH:
-            plan = es_dialect.search_plan(self.index, self.cluster, query)
-        else:
-            plan = os_dialect.search_plan(self.index, self.cluster, query, self.os_engine)
+        plan = self.dialect.search_plan(self.index, self.cluster, query)
         lists, first = self._propose(plan)
         if plan.final_is_exact:
             return [dsl.to_hit(i, src.get("title", ""), s - 1.0, {"cosine": s - 1.0}, p, query.explain)

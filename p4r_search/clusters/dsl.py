@@ -47,6 +47,15 @@ ATTRIBUTES_AS_KEYWORDS = [
 ]
 
 
+def existing_personas(mapping_response: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The current `personas` field in a GET /{index}/_mapping answer (the same shape on both engines)."""
+    for body in mapping_response.values():
+        props = body.get("mappings", {}).get("properties", {}) if isinstance(body, dict) else {}
+        if "personas" in props:
+            return props["personas"]
+    return None
+
+
 def persona_sources(doc: ItemDocument) -> list[dict[str, Any]]:
     return [
         {

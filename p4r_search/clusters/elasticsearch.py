@@ -36,15 +36,6 @@ def put_mapping(index: str, dim: int) -> Request:
     return Request("PUT", f"/{index}/_mapping", {"properties": properties})
 
 
-def existing_vector(mapping_response: dict[str, Any], index: str) -> dict[str, Any] | None:
-    """The current `personas` field of GET /{index}/_mapping, if any."""
-    for body in mapping_response.values():
-        props = body.get("mappings", {}).get("properties", {})
-        if "personas" in props:
-            return props["personas"]
-    return None
-
-
 def exact_search(index: str, query: PersonaQuery, size: int, item_ids: Sequence[str] | None) -> Request:
     score = {
         "script_score": {
