@@ -12,7 +12,7 @@ $(BIN)/python:
 # torch first, pinned: pip takes the local CPU wheel instead of downloading a multi-GB CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,es,opensearch]'
+	$(BIN)/pip install --quiet -e '.[dev,es,opensearch,eval]'
 	touch $@
 
 demo: $(VENV)/.installed
