@@ -56,3 +56,9 @@ class IndexStateError(P4RError):
     """The index directory is unusable as it is; the message names the command that repairs it."""
 
     exit_code = 74  # EX_IOERR
+
+
+class IncompleteRunError(P4RError):
+    """The run finished what it could: some work failed or was stopped (e.g. by a cost cap). Rerun to finish."""
+
+    exit_code = 75  # EX_TEMPFAIL

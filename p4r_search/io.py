@@ -48,7 +48,7 @@ class Rejects:
             return
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (open while lines are rejected)
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8", errors="replace")
         record = {"file": error.path, "line": error.line, "error": error.reason, "raw": raw}

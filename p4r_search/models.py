@@ -117,6 +117,9 @@ class ItemPersonas(BaseModel):
     generator: GeneratorInfo
     input_hash: str = Field(description="Hash of the item, its reviews and the generator settings.")
     used_review_ids: list[Id] = Field(default_factory=list)
+    notes: list[str] = Field(
+        default_factory=list, description="Repairs made while generating, e.g. merged near-duplicates, dropped ids."
+    )
 
 
 class MatchedPersona(BaseModel):

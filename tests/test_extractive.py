@@ -52,7 +52,7 @@ def generator(encoder: Encoder) -> ExtractiveGenerator:
 
 @pytest.fixture(scope="module")
 def busy_personas(generator, busy_item) -> list[Persona]:
-    return generator.generate(*busy_item)
+    return generator.generate(*busy_item).personas
 
 
 def assert_valid(personas: list[Persona], item: Item, reviews: Sequence[Review]) -> None:
@@ -91,7 +91,7 @@ def test_bad_settings_and_no_reviews_are_errors(encoder, busy_item):
 def test_below_min_reviews_gives_one_persona(generator, busy_item):
     item, reviews = busy_item
     few = reviews[:5]
-    personas = generator.generate(item, few)
+    personas = generator.generate(item, few).personas
     assert len(personas) == 1
     assert_valid(personas, item, few)
     assert personas[0].support == 1.0
@@ -122,7 +122,7 @@ def test_low_rated_reviews_get_a_persona_of_their_own(busy_item, busy_personas):
 def test_critics_survive_a_small_max_personas(encoder, busy_item):
     item, reviews = busy_item
     low = {r.review_id for r in low_rated(reviews)}
-    personas = ExtractiveGenerator(encoder, max_personas=2).generate(item, reviews)
+    personas = ExtractiveGenerator(encoder, max_personas=2).generate(item, reviews).personas
     assert 1 <= len(personas) <= 2
     assert_valid(personas, item, reviews)
     assert any(sum(rid in low for rid in p.evidence_review_ids) > len(p.evidence_review_ids) / 2 for p in personas)
@@ -132,7 +132,7 @@ def test_unrated_reviews_are_never_critical(generator, busy_item):
     item, reviews = busy_item
     chosen = low_rated(reviews)[:3] + [r for r in reviews if r not in low_rated(reviews)][:9]
     unrated = [r.model_copy(update={"rating": None}) for r in chosen]
-    personas = generator.generate(item, unrated)
+    personas = generator.generate(item, unrated).personas
     assert_valid(personas, item, unrated)
     assert not any(p.name.endswith(("Critics", "Skeptics")) for p in personas)
     assert all("average rating n/a" in p.rationale for p in personas)
@@ -142,5 +142,5 @@ def test_same_seed_same_output_whatever_the_input_order(generator, busy_item, bu
     item, reviews = busy_item
     shuffled = list(reviews)
     random.Random(7).shuffle(shuffled)
-    again = generator.generate(item, shuffled)
+    again = generator.generate(item, shuffled).personas
     assert [p.model_dump() for p in again] == [p.model_dump() for p in busy_personas]

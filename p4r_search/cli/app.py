@@ -12,7 +12,8 @@ from ..errors import P4RError
 
 EXIT_CODES_HELP = """\b
 Exit codes: 0 success; 1 error; 2 bad command line; 64 bad option value;
-65 bad input data; 66 not found; 74 index needs repair."""
+65 bad input data; 66 not found; 74 index needs repair;
+75 incomplete (failed items or documents, or a cost cap): rerun to finish."""
 
 
 class P4RGroup(click.Group):

@@ -60,7 +60,7 @@ def detect_or_explain(transport, settings: ConnectionSettings) -> Cluster:
     """Detection is the first request: turn a client failure into one clear line, without secrets."""
     try:
         return detect(transport)
-    except Exception as exc:  # the clients raise their own hierarchies
+    except Exception as exc:  # noqa: BLE001 (the clients raise their own hierarchies)
         status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
         if status in (401, 403):
             raise ClusterUnavailable(f"{settings.describe()} refused the credentials (HTTP {status}); check "

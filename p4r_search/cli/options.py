@@ -15,6 +15,12 @@ model_option = click.option(
     metavar="NAME_OR_PATH",
     help="sentence-transformers model path or name [env P4R_MODEL; default: the packaged all-MiniLM-L6-v2].",
 )
+embedding_model_option = click.option(
+    "--embedding-model",
+    default=None,
+    metavar="NAME_OR_PATH",
+    help="sentence-transformers model path or name [env P4R_MODEL; default: the packaged all-MiniLM-L6-v2].",
+)
 skip_invalid_option = click.option(
     "--skip-invalid", is_flag=True, help="Reject bad lines into a rejects file and go on, instead of stopping."
 )

@@ -5,20 +5,40 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..errors import P4RError
 from ..models import GeneratorInfo, Item, Persona, Review
 
 SNIPPET_CHARS = 240
 
 
+@dataclass(frozen=True)
+class Generated:
+    """An item's personas, the reviews they were made from, and notes on repairs made on the way."""
+
+    personas: list[Persona]
+    used_review_ids: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+class GenerationFailed(P4RError):
+    """One item could not be given personas (after retries); the run records it and goes on."""
+
+    def __init__(self, item_id: str, reason: str, attempts: int | None = None):
+        self.item_id, self.reason, self.attempts = item_id, reason, attempts
+        super().__init__(f"item {item_id!r}: {reason}")
+
+
 class PersonaGenerator(Protocol):
-    """Generators are deterministic for a given `info` (which includes the seed) and input."""
+    """Generators are deterministic for a given `info` (which includes the seed) and input, and thread-safe:
+    the runner may call `generate` from several threads."""
 
     @property
     def info(self) -> GeneratorInfo: ...
 
-    def generate(self, item: Item, reviews: Sequence[Review]) -> list[Persona]: ...
+    def generate(self, item: Item, reviews: Sequence[Review]) -> Generated: ...
 
 
 def input_hash(item: Item, reviews: Sequence[Review], info: GeneratorInfo) -> str:

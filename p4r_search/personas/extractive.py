@@ -31,6 +31,7 @@ support, descending (ties: smallest review id). The output is deterministic for 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from threadpoolctl import threadpool_limits
 
 from ..encoder import TextEncoder
 from ..models import EvidenceSnippet, GeneratorInfo, Item, Persona, Review
-from .base import snippet
+from .base import Generated, snippet
 
 ALGORITHM_VERSION = "1.0"
 PROMPT_VERSION = "extractive-v1"
@@ -101,7 +102,7 @@ class ExtractiveGenerator:
         return GeneratorInfo(name="extractive", version=ALGORITHM_VERSION, model=self.encoder.model_name,
                              prompt_version=PROMPT_VERSION, params=params)
 
-    def generate(self, item: Item, reviews: Sequence[Review]) -> list[Persona]:
+    def generate(self, item: Item, reviews: Sequence[Review]) -> Generated:
         if not reviews:
             raise ValueError(f"item {item.item_id} has no reviews to build personas from")
         ordered = sorted(reviews, key=lambda r: r.review_id)
@@ -112,7 +113,8 @@ class ExtractiveGenerator:
         clusters.sort(key=lambda c: (-len(c.members), min(ordered[i].review_id for i in c.members)))
         sentences = self._representative_sentences(ordered, clusters)
         names = _distinct_names(clusters)
-        return [self._persona(item, i, ordered, c, names[i], sentences[i]) for i, c in enumerate(clusters)]
+        personas = [self._persona(item, i, ordered, c, names[i], sentences[i]) for i, c in enumerate(clusters)]
+        return Generated(personas, used_review_ids=[r.review_id for r in ordered])
 
     def _cluster(self, vectors: np.ndarray, critical: np.ndarray) -> np.ndarray:
         if len(vectors) < self.min_reviews:
@@ -251,7 +253,7 @@ def _keyphrases(cluster_texts: list[list[str]], category_words: set[str]) -> lis
         return [([], []) for _ in cluster_texts]
     vocab = vectorizer.get_feature_names_out()
     bounds = np.cumsum([0] + [len(texts) for texts in cluster_texts])
-    spans = list(zip(bounds, bounds[1:]))
+    spans = list(itertools.pairwise(bounds))
     tf = np.vstack([np.asarray(counts[a:b].sum(axis=0)).ravel() for a, b in spans]).astype(np.float64)
     doc_freq = np.vstack([np.asarray((counts[a:b] > 0).sum(axis=0)).ravel() for a, b in spans])
     words = np.maximum(tf.sum(axis=1, keepdims=True), 1)
@@ -273,7 +275,7 @@ def _analyze(text: str) -> list[str]:
     terms: list[str] = []
     for clause in _CLAUSE_BREAK.split(text.lower()):
         words = [w for w in re.findall(_TOKEN, clause) if w not in STOP_WORDS]
-        terms += words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+        terms += words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
     return terms
 
 

@@ -8,16 +8,22 @@ the end). A torn last line, left by a crash in the middle of a write, is dropped
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from ..catalog import Catalog
+from ..errors import ConfigError
 from ..io import LineReader, append_line, to_json_line
-from ..models import ItemPersonas
-from .base import PersonaGenerator, input_hash
+from ..models import Item, ItemPersonas
+from .base import Generated, GenerationFailed, PersonaGenerator, input_hash
 
 
 @dataclass
@@ -25,6 +31,29 @@ class GenerateReport:
     generated: int = 0
     skipped: int = 0
     personas: int = 0
+    failed: int = 0
+    other_shards: int = 0
+    stopped: str | None = None
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (1-based, as in `--shard 2/4`): a stable hash of the item id decides, so
+    every machine agrees on the split without talking to the others."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+            raise ConfigError(f"--shard must be I/N with 1 <= I <= N, e.g. 1/4; got {text!r}")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    def owns(self, item_id: str) -> bool:
+        digest = hashlib.sha1(item_id.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index - 1
 
 
 def read_personas(path: str | os.PathLike[str], reader: LineReader | None = None) -> dict[str, ItemPersonas]:
@@ -53,34 +82,109 @@ def generate_personas(
     out_path: str | os.PathLike[str],
     *,
     progress: Callable[[Iterable], Iterable] = lambda it: it,
+    concurrency: int = 1,
+    shard: Shard | None = None,
+    failed_path: str | os.PathLike[str] | None = None,
+    should_stop: Callable[[], str | None] = lambda: None,
 ) -> GenerateReport:
+    """Generate what is missing, `concurrency` items at a time, appending each finished item at once.
+
+    An item whose generation fails (`GenerationFailed`) goes to `failed_path` (rewritten each run; a rerun
+    tries those items again) and the run goes on. Before each new item, `should_stop()` may return a reason
+    (e.g. the cost cap): then no new item starts, those in flight finish, and the reason is reported.
+    """
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     drop_torn_tail(out)
     done = {item_id: r.input_hash for item_id, r in read_personas(out).items()} if out.exists() else {}
     report = GenerateReport()
-    superseded = False
-    with open(out, "a", encoding="utf-8") as fh:
-        for item, reviews in progress(list(catalog)):
-            digest = input_hash(item, reviews, generator.info)
-            if done.get(item.item_id) == digest:
-                report.skipped += 1
+    todo = []
+    for item, reviews in catalog:
+        if shard is not None and not shard.owns(item.item_id):
+            report.other_shards += 1
+            continue
+        digest = input_hash(item, reviews, generator.info)
+        if done.get(item.item_id) == digest:
+            report.skipped += 1
+        else:
+            todo.append((item, reviews, digest))
+    failures = _FailureLog(Path(failed_path) if failed_path else out.with_name(out.name + ".failed.jsonl"))
+    with open(out, "a", encoding="utf-8") as fh, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for item, digest, outcome in progress(_Completions(pool, generator, todo, concurrency, should_stop, report)):
+            if isinstance(outcome, GenerationFailed):
+                failures.add(outcome, digest)
+                report.failed += 1
                 continue
-            superseded |= item.item_id in done
-            personas = generator.generate(item, reviews)
-            record = ItemPersonas(
-                item_id=item.item_id,
-                personas=personas,
-                generator=generator.info,
-                input_hash=digest,
-                used_review_ids=[r.review_id for r in reviews],
-            )
-            append_line(fh, record)
+            append_line(fh, ItemPersonas(item_id=item.item_id, personas=outcome.personas, generator=generator.info,
+                                         input_hash=digest, used_review_ids=outcome.used_review_ids,
+                                         notes=outcome.notes))
             report.generated += 1
-            report.personas += len(personas)
-    if superseded:
+            report.personas += len(outcome.personas)
+    failures.close()
+    if any(item.item_id in done for item, _, _ in todo):
         compact(out)
     return report
+
+
+class _Completions:
+    """Keeps up to `limit` items in flight and yields (item, input hash, Generated or GenerationFailed) as each
+    finishes. Sized, so a progress bar knows the total."""
+
+    def __init__(self, pool: ThreadPoolExecutor, generator: PersonaGenerator, todo: list, limit: int,
+                 should_stop: Callable[[], str | None], report: GenerateReport):
+        self.pool, self.generator, self.todo, self.limit = pool, generator, todo, limit
+        self.should_stop, self.report = should_stop, report
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __iter__(self) -> Iterator[tuple[Item, str, Generated | GenerationFailed]]:
+        pending = iter(self.todo)
+        running: dict[Future, tuple[Item, str]] = {}
+        try:
+            while True:
+                while len(running) < self.limit and self.report.stopped is None:
+                    if (reason := self.should_stop()) is not None:
+                        self.report.stopped = reason
+                        break
+                    nxt = next(pending, None)
+                    if nxt is None:
+                        break
+                    item, reviews, digest = nxt
+                    running[self.pool.submit(self.generator.generate, item, reviews)] = (item, digest)
+                if not running:
+                    return
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item, digest = running.pop(future)
+                    try:
+                        yield item, digest, future.result()
+                    except GenerationFailed as failure:
+                        yield item, digest, failure
+        finally:
+            for future in running:
+                future.cancel()
+
+
+class _FailureLog:
+    def __init__(self, path: Path):
+        self.path = path
+        path.unlink(missing_ok=True)
+        self._fh: IO[str] | None = None
+
+    def add(self, failure: GenerationFailed, digest: str) -> None:
+        if self._fh is None:
+            self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
+        record = {"item_id": failure.item_id, "error": failure.reason, "attempts": failure.attempts,
+                  "input_hash": digest}
+        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
 
 
 def compact(path: Path) -> None:
