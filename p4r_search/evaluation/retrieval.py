@@ -1,0 +1,210 @@
+"""Review → item retrieval (`p4r eval retrieval`): for data without user ids, such as the clothing reviews.
+
+Each item's reviews are split (holdout.py); personas are generated from the training reviews only, and each
+held-out review is a query whose one relevant item is its own item, ranked against the whole catalog
+(candidates "none"). Rankers, all over the same catalog:
+
+- persona: max over the item's persona vectors of the cosine with the query's embedding (max-sim);
+- single-vector: the cosine with the normalised mean of the item's training-review embeddings;
+- bm25-personas / bm25-reviews: BM25 (bm25s; k1 1.2, b 0.75, English stop words) of the query text against
+  the item's persona texts, or against its training-review texts, each joined into one document;
+- hybrid: the embedded engine's hybrid search: the top `num_candidates` of persona and of bm25-personas
+  (items with a BM25 match only), fused linearly (min-max per list, weights 0.5 / 0.5; p4r_search.fusion).
+
+Equal scores rank by ascending item id. Vectors are cached in `embeddings.sqlite` under the output folder,
+and personas in `personas.jsonl` (resumable), so a rerun encodes and generates nothing again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import fusion
+from ..catalog import Catalog
+from ..encoder import TextEncoder
+from ..errors import InputError
+from ..models import ItemPersonas
+from ..personas import make_generator
+from ..personas.runner import generate_personas, read_personas
+from .holdout import HoldoutSplit, holdout_split
+from .metrics import DEFAULT_KS, evaluate
+
+RANKERS = ("persona", "single-vector", "bm25-personas", "bm25-reviews", "hybrid")
+BM25_K1, BM25_B = 1.2, 0.75  # Lucene's and tantivy's defaults, as in the embedded engine
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    fraction: float = 0.2
+    min_reviews: int = 5
+    seed: int = 0
+    generator: str = "extractive"
+    ks: tuple[int, ...] = DEFAULT_KS
+    num_candidates: int = 100  # per list before hybrid fusion: the engine's default
+    vector_weight: float = 0.5
+    text_weight: float = 0.5
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """The candidates in ascending id order, with what each ranker needs of them."""
+
+    item_ids: list[str]
+    persona_vectors: np.ndarray  # all personas, grouped by item in `item_ids` order
+    persona_starts: np.ndarray  # the row of each item's first persona
+    item_vectors: np.ndarray  # normalised mean of the training-review vectors
+    persona_texts: list[str]
+    review_texts: list[str]
+
+
+@dataclass
+class RetrievalReport:
+    config: dict
+    results: list[dict]
+    summary: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def build_item_table(train: Catalog, personas: Mapping[str, ItemPersonas], encoder: TextEncoder) -> ItemTable:
+    item_ids = sorted(train.items)
+    texts_by_item = [[p.embedding_text for p in personas[item_id].personas] for item_id in item_ids]
+    counts = np.array([len(texts) for texts in texts_by_item])
+    persona_vectors = encoder.encode([text for texts in texts_by_item for text in texts])
+    review_counts = [len(train.reviews[item_id]) for item_id in item_ids]
+    review_vectors = encoder.encode([r.text for item_id in item_ids for r in train.reviews[item_id]])
+    per_item = np.split(review_vectors, np.cumsum(review_counts)[:-1])
+    return ItemTable(
+        item_ids=item_ids,
+        persona_vectors=persona_vectors,
+        persona_starts=np.concatenate([[0], np.cumsum(counts)[:-1]]),
+        item_vectors=np.stack([mean_direction(vectors) for vectors in per_item]),
+        persona_texts=["\n".join(texts) for texts in texts_by_item],
+        review_texts=["\n".join(r.text for r in train.reviews[i]) for i in item_ids],
+    )
+
+
+def mean_direction(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.mean(axis=0)
+    norm = np.linalg.norm(mean)
+    return mean / norm if norm > 0 else mean
+
+
+def persona_scores(queries: np.ndarray, table: ItemTable) -> np.ndarray:
+    """(queries, items): each item's best persona cosine."""
+    return np.maximum.reduceat(queries @ table.persona_vectors.T, table.persona_starts, axis=1)
+
+
+def bm25_scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG on import
+    retriever = bm25s.BM25(k1=BM25_K1, b=BM25_B)
+    retriever.index(bm25s.tokenize(list(documents), stopwords="en", show_progress=False), show_progress=False)
+    tokens = bm25s.tokenize(list(queries), stopwords="en", return_ids=False, show_progress=False)
+    return np.stack([retriever.get_scores(query) for query in tokens]).astype(np.float64)
+
+
+def hybrid_scores(vector: np.ndarray, text: np.ndarray, item_ids: list[str], config: RetrievalConfig) -> np.ndarray:
+    """The engine's hybrid: each list's top `num_candidates` (BM25: matches only), fused linearly; the
+    items in neither list score -inf."""
+    column = {item_id: i for i, item_id in enumerate(item_ids)}
+    fused = np.full(vector.shape, -np.inf)
+    for q in range(len(vector)):
+        lists = [top_scores(vector[q], item_ids, config.num_candidates),
+                 top_scores(text[q], item_ids, config.num_candidates, positive_only=True)]
+        for item_id, score in fusion.linear(lists, (config.vector_weight, config.text_weight)).items():
+            fused[q, column[item_id]] = score
+    return fused
+
+
+def top_scores(row: np.ndarray, item_ids: list[str], n: int, positive_only: bool = False) -> dict[str, float]:
+    order = np.argsort(-row, kind="stable")[:n]
+    return {item_ids[i]: float(row[i]) for i in order if not positive_only or row[i] > 0}
+
+
+def ranked_ids(scores: np.ndarray, item_ids: list[str], depth: int) -> list[list[str]]:
+    """Each query's top `depth` item ids; the stable sort keeps ties in ascending id order."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+    return [[item_ids[i] for i in row if np.isfinite(scores[q, i])] for q, row in enumerate(order)]
+
+
+def check_no_leakage(split: HoldoutSplit, personas: Mapping[str, ItemPersonas], personas_path: Path) -> None:
+    """Refuse personas built from, or citing, a held-out review (a stale or foreign personas file)."""
+    held_out = split.held_out_ids
+    for item_id in split.train.items:
+        record = personas[item_id]
+        cited = set(record.used_review_ids).union(*(p.evidence_review_ids for p in record.personas))
+        leaked = sorted(cited & held_out)
+        if leaked:
+            raise InputError(str(personas_path), None, f"personas of item {item_id!r} use held-out review {leaked[0]!r}")
+
+
+def score_all(split: HoldoutSplit, table: ItemTable, encoder: TextEncoder, config: RetrievalConfig) -> dict:
+    texts = [review.text for review in split.queries]
+    vectors = encoder.encode(texts)
+    persona = persona_scores(vectors, table)
+    bm25_personas = bm25_scores(texts, table.persona_texts)
+    return {
+        "persona": persona,
+        "single-vector": vectors @ table.item_vectors.T,
+        "bm25-personas": bm25_personas,
+        "bm25-reviews": bm25_scores(texts, table.review_texts),
+        "hybrid": hybrid_scores(persona, bm25_personas, table.item_ids, config),
+    }
+
+
+def run_retrieval(
+    catalog: Catalog,
+    out_dir: Path,
+    encoder: TextEncoder,
+    config: RetrievalConfig = RetrievalConfig(),
+    *,
+    progress: Callable[[Iterable], Iterable] = lambda it: it,
+) -> RetrievalReport:
+    """Split, generate personas (resumable, in OUT_DIR/personas.jsonl), rank, and measure every ranker."""
+    split = holdout_split(catalog, fraction=config.fraction, min_reviews=config.min_reviews, seed=config.seed)
+    if not split.queries:
+        raise InputError("reviews", None, f"no item has {config.min_reviews} or more reviews, so there is no query")
+    generator = make_generator(config.generator, encoder, seed=config.seed)
+    personas_path = out_dir / "personas.jsonl"
+    generated = generate_personas(split.train, generator, personas_path, progress=progress)
+    personas = read_personas(personas_path)
+    check_no_leakage(split, personas, personas_path)
+    table = build_item_table(split.train, personas, encoder)
+    relevant = [{review.item_id} for review in split.queries]
+    results = [
+        {"task": "retrieval", "split": "test", "candidates": "none", "reranker": name,
+         **evaluate(ranked_ids(scores, table.item_ids, max(config.ks)), relevant, config.ks)}
+        for name, scores in score_all(split, table, encoder, config).items()
+    ]
+    summary = {
+        "items": len(catalog.items),
+        "reviews": sum(len(r) for r in catalog.reviews.values()),
+        "training_reviews": sum(len(r) for r in split.train.reviews.values()),
+        "queries": len(split.queries),
+        "items_with_queries": len(catalog.items) - len(split.items_without_queries),
+        "items_without_queries": len(split.items_without_queries),
+        "personas": len(table.persona_vectors),
+        "personas_generated_now": generated.generated,
+    }
+    run_config = {**asdict(config), "generator_info": generator.info.model_dump(mode="json"),
+                  "model": encoder.model_name, "bm25": {"k1": BM25_K1, "b": BM25_B, "stopwords": "en"},
+                  "hybrid": "persona + bm25-personas, linear fusion"}
+    return RetrievalReport(config=run_config, results=results, summary=summary)
+
+
+TABLE_METRICS = ("Recall@5", "Recall@10", "NDCG@10", "MRR@10", "Recall@20", "NDCG@20")
+
+
+def markdown_table(results: Sequence[dict], metrics: Sequence[str] = TABLE_METRICS) -> str:
+    shown = [m for m in metrics if all(m in row for row in results)]
+    lines = ["| reranker | " + " | ".join(shown) + " |", "| --- |" + " ---: |" * len(shown)]
+    lines += ["| " + row["reranker"] + " | " + " | ".join(f"{row[m]:.4f}" for m in shown) + " |" for row in results]
+    return "\n".join(lines) + "\n"
