@@ -5,7 +5,8 @@ held-out review is a query whose one relevant item is its own item, ranked again
 (candidates "none"). Rankers, all over the same catalog:
 
 - persona: max over the item's persona vectors of the cosine with the query's embedding (max-sim);
-- single-vector: the cosine with the normalised mean of the item's training-review embeddings;
+- single: the single-vector item embedding: the cosine with the normalised mean of the item's training-review
+  embeddings;
 - bm25-personas / bm25-reviews: BM25 (bm25s; k1 1.2, b 0.75, English stop words) of the query text against
   the item's persona texts, or against its training-review texts, each joined into one document;
 - hybrid: the embedded engine's hybrid search: the top `num_candidates` of persona and of bm25-personas
@@ -34,7 +35,7 @@ from ..personas.runner import generate_personas, read_personas
 from .holdout import HoldoutSplit, holdout_split
 from .metrics import DEFAULT_KS, evaluate
 
-RANKERS = ("persona", "single-vector", "bm25-personas", "bm25-reviews", "hybrid")
+RANKERS = ("persona", "single", "bm25-personas", "bm25-reviews", "hybrid")
 BM25_K1, BM25_B = 1.2, 0.75  # Lucene's and tantivy's defaults, as in the embedded engine
 
 
@@ -153,7 +154,7 @@ def score_all(split: HoldoutSplit, table: ItemTable, encoder: TextEncoder, confi
     bm25_personas = bm25_scores(texts, table.persona_texts)
     return {
         "persona": persona,
-        "single-vector": vectors @ table.item_vectors.T,
+        "single": vectors @ table.item_vectors.T,
         "bm25-personas": bm25_personas,
         "bm25-reviews": bm25_scores(texts, table.review_texts),
         "hybrid": hybrid_scores(persona, bm25_personas, table.item_ids, config),
