@@ -1,0 +1,64 @@
+"""results.json and results.md of an evaluation: the rows, the config, and the headline comparisons."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .protocol import LooReport
+
+TABLE_METRICS = ("HR@5", "HR@10", "HR@20", "MRR@5", "MRR@10", "MRR@20", "NDCG@5", "NDCG@10", "NDCG@20")
+
+
+def as_json(report: LooReport) -> dict[str, Any]:
+    return {"config": report.config, "results": [row.as_json() for row in report.rows], "summary": report.summary}
+
+
+def table(report: LooReport, split: str = "test") -> str:
+    metrics = [m for m in TABLE_METRICS if m in report.rows[0].metrics]
+    lines = ["| candidates | reranker | " + " | ".join(metrics) + " |", "|---|---|" + "---:|" * len(metrics)]
+    for row in report.rows:
+        if row.split == split:
+            values = " | ".join(f"{row.metrics[m]:.4f}" for m in metrics)
+            lines.append(f"| {row.candidates} | {row.reranker} | {values} |")
+    return "\n".join(lines)
+
+
+def describe_comparison(title: str, comparison: dict[str, dict[str, float | None]]) -> str:
+    parts = []
+    for metric, c in comparison.items():
+        relative = f" ({c['relative']:+.1%})" if c["relative"] is not None else ""
+        parts.append(f"{metric} {c['base']:.4f} → {c['other']:.4f}{relative}")
+    return f"- {title}: " + "; ".join(parts)
+
+
+def markdown(report: LooReport) -> str:
+    s = report.summary
+    counts = report.config["counts"]
+    head = [
+        "# Leave-one-out evaluation",
+        "",
+        (f"{counts['users_evaluated']} users, {counts['items_with_training_reviews']} items, "
+        f"{counts['personas']} personas ({report.config['persona_generator'].get('name', '?')}); "
+        f"tuned on {report.config['tune_metric']}."),
+        "",
+        "## Headline (test)",
+        "",
+        describe_comparison(f"best persona reranker ({s['best_persona_reranker']}) over the strongest generator's "
+                            f"own ranking ({s['strongest_generator']})", s["persona_lift_over_generator"]),
+        describe_comparison(f"persona max-sim over single-vector, on {s['strongest_generator']} candidates",
+                            s["persona_vs_single_vector"]),
+        describe_comparison("persona max-sim over single-vector, full catalog",
+                            s["full_catalog_persona_vs_single_vector"]),
+    ]
+    return "\n".join([*head, "", "## Test", "", table(report, "test"), "", "## Validation (at the chosen settings)",
+                      "", table(report, "validation"), ""])
+
+
+def write_report(report: LooReport, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "results.json", out / "results.md"
+    json_path.write_text(json.dumps(as_json(report), indent=2) + "\n", encoding="utf-8")
+    md_path.write_text(markdown(report), encoding="utf-8")
+    return json_path, md_path

@@ -1,0 +1,93 @@
+"""`p4r eval loo` end to end on a slice of real data (Amazon All_Beauty, a third of its users), through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+from eval_data import amazon_slice, needs_amazon, read_jsonl
+
+from p4r_search.evaluation.data import load_eval_data
+from p4r_search.evaluation.split import leave_one_out
+from p4r_search.io import LineReader
+
+GENERATORS = ("popularity", "bpr", "als")
+RERANKERS = ("none", "cf", "bm25", "persona", "single", "fusion")
+METRICS = [f"{m}@{k}" for m in ("HR", "MRR", "NDCG") for k in (5, 10, 20)]
+
+
+@pytest.fixture(scope="module")
+def loo_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("loo")
+    data = amazon_slice(folder, every_nth_user=3)
+    out = folder / "out"
+    result = run_cli("eval", "loo", "--data", data, "--out", out, "--no-progress")
+    return data, out, result.output
+
+
+
+def row(results, split, candidates, reranker):
+    (found,) = [r for r in results if (r["split"], r["candidates"], r["reranker"]) == (split, candidates, reranker)]
+    return found
+
+
+@needs_amazon
+def test_report_shape(loo_run):
+    _, out, printed = loo_run
+    report = json.loads((out / "results.json").read_text())
+    assert {"config", "results"} <= report.keys()
+    keys = [(r["task"], r["split"], r["candidates"], r["reranker"]) for r in report["results"]]
+    assert len(keys) == len(set(keys)), "one row per (task, split, candidates, reranker)"
+    expected = {("loo", s, c, r) for s in ("validation", "test") for c in GENERATORS for r in RERANKERS}
+    expected |= {("loo", s, "none", r) for s in ("validation", "test") for r in ("persona", "single", "bm25")}
+    assert set(keys) == expected
+    for r in report["results"]:
+        assert all(0 <= r[m] <= 1 for m in METRICS), r
+    config = report["config"]
+    assert config["persona_generator"]["name"] == "extractive"
+    assert config["seeds"] == {"generator": 0, "cf": 0}
+    assert set(config["cf_params"]) == {"bpr", "als"}
+    assert config["counts"]["users_evaluated"] > 100
+    summary = report["summary"]
+    assert summary["strongest_generator"] in GENERATORS and summary["best_persona_reranker"] in ("persona", "fusion")
+    assert "## Headline (test)" in printed and "| als | persona |" in printed
+    assert (out / "results.md").read_text().startswith("# Leave-one-out evaluation")
+
+
+@needs_amazon
+def test_rerankers_reorder_the_same_top_20(loo_run):
+    _, out, _ = loo_run
+    results = json.loads((out / "results.json").read_text())["results"]
+    for split in ("validation", "test"):
+        for candidates in GENERATORS:
+            hr20 = {row(results, split, candidates, r)["HR@20"] for r in RERANKERS}
+            assert len(hr20) == 1, (split, candidates, hr20)
+
+
+@needs_amazon
+def test_tuned_cf_beats_popularity(loo_run):
+    _, out, _ = loo_run
+    report = json.loads((out / "results.json").read_text())
+    results = report["results"]
+    popularity = row(results, "test", "popularity", "none")
+    best_cf = max(("bpr", "als"), key=lambda g: row(results, "validation", g, "none")["NDCG@10"])
+    assert row(results, "test", best_cf, "none")["NDCG@10"] > popularity["NDCG@10"]
+    assert report["summary"]["strongest_generator"] == best_cf
+
+
+@needs_amazon
+def test_the_personas_it_built_saw_no_held_out_review(loo_run):
+    data_dir, out, _ = loo_run
+    split = leave_one_out(load_eval_data(data_dir, LineReader()).interactions)
+    held = {r["review_id"] for r in read_jsonl(data_dir / "reviews.jsonl")
+            if (r["user_id"], r["item_id"]) in split.held_out}
+    records = read_jsonl(out / "work" / "personas-extractive.jsonl")
+    used = {rid for record in records for rid in record["used_review_ids"]}
+    assert held and used and not held & used
+
+
+def test_bad_input_names_the_missing_file(tmp_path):
+    (tmp_path / "items.jsonl").write_text("")
+    result = run_cli("eval", "loo", "--data", tmp_path, "--out", tmp_path / "out", expect=65)
+    assert "missing reviews.jsonl, interactions.jsonl" in result.output
