@@ -47,6 +47,7 @@ test: $(VENV)/.installed $(VENV)/.llm-installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_recommend.py
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 examples: $(VENV)/.installed
 	$(BIN)/python scripts/build_examples.py

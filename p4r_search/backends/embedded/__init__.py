@@ -1,13 +1,16 @@
 """The embedded engine (the default backend): tantivy for storage and BM25, usearch for HNSW.
 
-Layout of an index directory: `store/` (tantivy, the source of truth, vectors included) and
-`vectors-<generation>/` (the derived vector cache and HNSW graph). A write commits the store first, then
-saves the cache for the new generation. A crash in between leaves a store whose generation has no cache:
-opening it for reading fails with an error naming `p4r index repair`; opening it for writing repairs it.
+Layout of an index directory: `store/` (tantivy: which rows exist, their BM25 text and filters, and the
+generation) and `vectors-<generation>/` (the vectors, explanation payloads and HNSW graph of that
+generation; see vectors.py). A write saves its new rows as `pending-<generation>.npz`, commits the
+store, then saves the cache for the new generation. A crash before the commit leaves the old state; a
+crash after it leaves a store whose generation has no cache: opening it for reading fails with an error
+naming `p4r index repair`; opening it for writing repairs it from the previous cache and the pending rows.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -19,7 +22,16 @@ from ...models import EvidenceSnippet, Hit, MatchedPersona
 from ...query import PersonaQuery, item_filter_values
 from .search import SearchPlan
 from .store import Meta, Row, TantivyStore
-from .vectors import HnswConfig, VectorCache, cache_dir
+from .vectors import (
+    HnswConfig,
+    RowBatch,
+    VectorCache,
+    cache_dir,
+    latest_saved_rows,
+    pending_files,
+    read_pending,
+    write_pending,
+)
 
 STORE_DIR = "store"
 
@@ -76,7 +88,7 @@ class EmbeddedBackend:
         return cache
 
     def repair(self) -> int:
-        """Rebuild the vector cache from the vectors kept in the store; returns the number of rows."""
+        """Rebuild the vector cache of the store's generation; returns the number of rows."""
         meta = self.meta
         if meta.dim is None:
             return 0
@@ -84,7 +96,11 @@ class EmbeddedBackend:
         return len(self._cache)
 
     def _rebuild(self, meta: Meta) -> VectorCache:
-        cache = VectorCache.from_rows(meta.dim, self.store.scan_rows(), self.hnsw)
+        """From the last saved cache plus the pending writes that the store has committed since."""
+        saved = latest_saved_rows(self.path, meta.dim, self.hnsw, meta.generation)
+        pending = [read_pending(path) for path, gen in pending_files(self.path) if gen <= meta.generation]
+        sources = ([saved] if saved is not None else []) + pending
+        cache = VectorCache.rebuild(meta.dim, self.store.scan_rows(), sources, self.hnsw)
         cache.save(self.path, meta.generation)
         return cache
 
@@ -95,29 +111,27 @@ class EmbeddedBackend:
         self.refresh()  # write on top of the latest commit, whoever made it
         meta, cache = self.meta, self.vectors()
         next_key = meta.next_row_key
-        rows: list[Row] = []
+        rows: list[tuple[Row, np.ndarray, bytes]] = []
         item_ids: dict[str, None] = {}
         dim, model = meta.dim, meta.model
         for doc in documents:
             dim, model = self._check_compatible(doc, dim, model)
             if doc.item_id in item_ids:
-                rows = [r for r in rows if r.item_id != doc.item_id]  # the last version of an item wins
+                rows = [r for r in rows if r[0].item_id != doc.item_id]  # the last version of an item wins
             item_ids[doc.item_id] = None
             for persona, vector in zip(doc.personas, doc.vectors):
-                rows.append(_row(next_key, doc, persona, vector))
+                rows.append((_row(next_key, doc, persona), vector, _payload(doc, persona)))
                 next_key += 1
         if not item_ids:
             return 0
         new_meta = Meta(generation=meta.generation + 1, next_row_key=next_key, dim=dim, model=model)
-        self.store.commit(new_meta, delete_items=item_ids, rows=rows)
+        batch = RowBatch.of(dim, [r.row_key for r, _, _ in rows], [r.item_id for r, _, _ in rows],
+                            [v for _, v, _ in rows], [p for _, _, p in rows])
+        write_pending(self.path, new_meta.generation, batch)
+        self.store.commit(new_meta, delete_items=item_ids, rows=[r for r, _, _ in rows])
         self._meta = new_meta
         cache = cache or VectorCache.empty(dim, self.hnsw)
-        cache.apply(
-            removed_items=item_ids,
-            keys=np.asarray([r.row_key for r in rows], np.uint64),
-            items=np.asarray([r.item_id for r in rows], object),
-            vectors=np.asarray([r.vector for r in rows], np.float32).reshape(-1, dim),
-        )
+        cache.apply(removed_items=item_ids, rows=batch)
         self._save(cache, new_meta.generation)
         return len(item_ids)
 
@@ -133,7 +147,7 @@ class EmbeddedBackend:
         new_meta = Meta(generation=meta.generation + 1, next_row_key=meta.next_row_key, dim=meta.dim, model=meta.model)
         self.store.commit(new_meta, delete_items=present, rows=())
         self._meta = new_meta
-        cache.apply(removed_items=present, keys=np.zeros(0, np.uint64), items=np.zeros(0, object), vectors=np.zeros((0, meta.dim)))
+        cache.apply(removed_items=present, rows=RowBatch.of(meta.dim, [], [], [], []))
         self._save(cache, new_meta.generation)
         return len(present)
 
@@ -174,9 +188,7 @@ class EmbeddedBackend:
 
     def personas(self, item_id: str) -> list[MatchedPersona]:
         cache = self.vectors()
-        rows = [] if cache is None else cache.item_rows.get(item_id, [])
-        payloads = self.store.payloads(int(cache.keys[r]) for r in rows) if len(rows) else {}
-        return [_persona(payloads[int(cache.keys[r])]) for r in rows]
+        return [] if cache is None else [_persona(json.loads(p)) for p in cache.item_payloads(item_id)]
 
     def search(self, query: PersonaQuery) -> list[Hit]:
         cache = self.vectors()
@@ -185,11 +197,16 @@ class EmbeddedBackend:
         if query.vector.shape[0] != cache.dim:
             raise ConfigError(f"the profile has {query.vector.shape[0]} dimensions; this index holds {cache.dim}")
         scored = SearchPlan(query, cache, self.store, self.exact_threshold).run()
-        payloads = self.store.payloads(cache.row_key(s.item_id, s.persona_index) for s in scored)
-        return [_hit(s, payloads[cache.row_key(s.item_id, s.persona_index)], query.explain) for s in scored]
+        return [_hit(s, json.loads(cache.payload(s.item_id, s.persona_index)), query.explain) for s in scored]
 
 
-def _row(key: int, doc: ItemDocument, persona, vector: np.ndarray) -> Row:
+def _row(key: int, doc: ItemDocument, persona) -> Row:
+    filters = item_filter_values(doc.item_id, doc.categories, doc.attributes)
+    return Row(key, doc.item_id, persona.embedding_text, filters)
+
+
+def _payload(doc: ItemDocument, persona) -> bytes:
+    """What a hit shows: the item's title, the persona and its evidence, and where it came from."""
     payload = {
         "title": doc.title,
         "persona": persona.model_dump(mode="json", exclude={"evidence_snippets"}),
@@ -197,8 +214,7 @@ def _row(key: int, doc: ItemDocument, persona, vector: np.ndarray) -> Row:
         "generator": doc.generator.model_dump(mode="json"),
         "input_hash": doc.input_hash,
     }
-    filters = item_filter_values(doc.item_id, doc.categories, doc.attributes)
-    return Row(key, doc.item_id, persona.embedding_text, filters, payload, np.asarray(vector, np.float32))
+    return json.dumps(payload, ensure_ascii=False).encode()
 
 
 def _persona(payload: dict) -> MatchedPersona:

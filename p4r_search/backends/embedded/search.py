@@ -57,8 +57,7 @@ class SearchPlan:
         if self._scan_exactly(allowed):
             candidates = None if allowed is None else sorted(allowed)
             return scorer.top_k(q.vector, count, exclude=q.exclude_ids, candidates=candidates)
-        wanted = max(count, q.num_candidates)
-        proposed = self.cache.knn_items(q.vector, wanted, allowed, q.exclude_ids)
+        proposed = self.cache.knn_items(q.vector, max(count, q.num_candidates), count, allowed, q.exclude_ids)
         scored = scorer.score_items(q.vector, proposed)
         scored.sort(key=lambda s: (-s.score, s.item_id))
         return scored[:count]

@@ -1,9 +1,10 @@
 """The durable half of the embedded engine: a tantivy index of persona rows.
 
 One tantivy document per persona (like a Lucene nested child document), holding the item id, a unique
-u64 row key, the BM25 text, `field=value` filter tokens, the explanation payload, and the vector itself.
-A single `meta` document holds the generation, which every commit increments in the same atomic commit
-as the rows: the vector cache is valid only for the generation it was built from.
+u64 row key, the BM25 text and `field=value` filter tokens. The vectors and explanation payloads live in
+the vector cache (vectors.py), once. A single `meta` document holds the generation, which every commit
+increments in the same atomic commit as the rows: the vector cache is valid only for the generation it
+was built from.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tantivy
 
 from ...errors import IndexStateError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: vectors and payloads moved out of the store
 TEXT_TOKENIZER = "en_stem"  # tantivy's built-in: simple tokenizer, remove long, lowercase, English stemmer
 
 
@@ -41,8 +41,7 @@ def _schema() -> tantivy.Schema:
     sb.add_text_field("item_id", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field("text", tokenizer_name=TEXT_TOKENIZER, index_option="position")
     sb.add_text_field("filter", tokenizer_name="raw", index_option="basic")
-    sb.add_bytes_field("payload", stored=True)
-    sb.add_bytes_field("vector", stored=True)
+    sb.add_bytes_field("payload", stored=True)  # the meta document's JSON
     return sb.build()
 
 
@@ -61,8 +60,6 @@ class Row:
     item_id: str
     text: str
     filters: Sequence[str]
-    payload: dict[str, Any]
-    vector: np.ndarray
 
 
 class TantivyStore:
@@ -98,24 +95,12 @@ class TantivyStore:
             raise IndexStateError(f"{self.path}: index format {data.get('format')} is not {FORMAT_VERSION}; rebuild it")
         return Meta(**data)
 
-    def scan_rows(self) -> Iterator[tuple[int, str, bytes]]:
-        """(row_key, item_id, vector bytes) of every persona row: what the vector cache is rebuilt from."""
+    def scan_rows(self) -> Iterator[tuple[int, str]]:
+        """(row_key, item_id) of every persona row: the rows a vector cache must hold."""
         searcher = self.searcher()
         for _, address in searcher.search(self._term("kind", "persona"), limit=max(searcher.num_docs, 1)).hits:
             doc = searcher.doc(address)
-            yield doc["row_key"][0], doc["item_id"][0], doc["vector"][0]
-
-    def payloads(self, row_keys: Iterable[int]) -> dict[int, dict[str, Any]]:
-        keys = sorted(set(int(k) for k in row_keys))
-        if not keys:
-            return {}
-        searcher = self.searcher()
-        query = tantivy.Query.term_set_query(self.schema, "row_key", keys)
-        out = {}
-        for _, address in searcher.search(query, limit=len(keys)).hits:
-            doc = searcher.doc(address)
-            out[doc["row_key"][0]] = json.loads(doc["payload"][0])
-        return out
+            yield doc["row_key"][0], doc["item_id"][0]
 
     def filter_row_keys(self, filters: dict[str, tuple[str, ...]]) -> np.ndarray:
         """Row keys of the personas whose item passes every filter (values of one field are OR-ed)."""
@@ -169,8 +154,6 @@ class TantivyStore:
         doc.add_text("text", row.text)
         for token in row.filters:
             doc.add_text("filter", token)
-        doc.add_bytes("payload", json.dumps(row.payload, ensure_ascii=False).encode())
-        doc.add_bytes("vector", np.asarray(row.vector, dtype="<f4").tobytes())
         return doc
 
     # -- queries ----------------------------------------------------------------------------------

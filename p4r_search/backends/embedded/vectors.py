@@ -1,23 +1,34 @@
-"""The derived half of the embedded engine: persona vectors in memory, plus a usearch HNSW graph.
+"""The vector half of the embedded engine: persona vectors and explanation payloads, plus a usearch HNSW graph.
 
-Everything here can be rebuilt from the vectors kept in the tantivy store. It is saved under
-`vectors-<generation>/` and trusted only when that generation equals the store's.
+A vector cache is saved under `vectors-<generation>/` and trusted only when that generation equals the
+store's. It holds the only float32 copy of the vectors: with the default f32 graph they are read back
+from the usearch file itself (`vectors.npy` is written only for an f16/i8 graph), so the index costs
+about 1.1x the raw vectors on disk instead of 3x.
+
+Since the store does not keep the vectors, a write first saves its new rows as `pending-<generation>.npz`
+(the write-ahead file), then commits the store, then saves the cache. After a crash between the last two
+steps, the cache is rebuilt from the previous cache plus the pending rows (`rebuild`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from usearch.index import Index
+from usearch.index import Index, ScalarKind
 
+from ...errors import IndexStateError
 from ...scoring import ExactScorer
 
 CACHE_PREFIX = "vectors-"
+PENDING_PREFIX = "pending-"
+ROWS, PAYLOADS, HNSW, VECTORS = "rows.npz", "payloads.zlib", "hnsw.usearch", "vectors.npy"
 
 
 @dataclass(frozen=True)
@@ -28,56 +39,96 @@ class HnswConfig:
     dtype: str = "f32"
 
 
+@dataclass(frozen=True)
+class RowBatch:
+    """Persona rows: u64 keys, item ids, float32 vectors (rows x dim) and JSON payloads (bytes)."""
+
+    keys: np.ndarray
+    items: np.ndarray
+    vectors: np.ndarray
+    payloads: np.ndarray
+
+    @classmethod
+    def of(cls, dim: int, keys: Sequence[int], items: Sequence[str], vectors: Sequence[np.ndarray],
+           payloads: Sequence[bytes]) -> RowBatch:
+        return cls(np.asarray(keys, np.uint64), _objects(items), np.asarray(vectors, np.float32).reshape(-1, dim),
+                   _objects(payloads))
+
+    @classmethod
+    def concat(cls, dim: int, batches: Sequence[RowBatch]) -> RowBatch:
+        if not batches:
+            return cls.of(dim, [], [], [], [])
+        return cls(*(np.concatenate([getattr(b, f) for b in batches]) for f in ("keys", "items", "vectors", "payloads")))
+
+
 def cache_dir(root: Path, generation: int) -> Path:
     return root / f"{CACHE_PREFIX}{generation:08d}"
 
 
-class VectorCache:
-    """Rows (key, item, vector), grouped by item; `item_rows` maps an item to its row positions."""
+def pending_path(root: Path, generation: int) -> Path:
+    return root / f"{PENDING_PREFIX}{generation:08d}.npz"
 
-    def __init__(self, dim: int, keys: np.ndarray, items: np.ndarray, vectors: np.ndarray, hnsw: Index, config: HnswConfig):
+
+class VectorCache:
+    """Rows (key, item, vector, payload), grouped by item; `item_rows` maps an item to its row positions."""
+
+    def __init__(self, dim: int, rows: RowBatch, hnsw: Index, config: HnswConfig):
         self.dim = dim
-        self.keys = keys.astype(np.uint64)
-        self.items = items.astype(object)
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dim)
+        self.keys = rows.keys.astype(np.uint64)
+        self.items = rows.items.astype(object)
+        self.vectors = np.ascontiguousarray(rows.vectors, dtype=np.float32).reshape(-1, dim)
+        self.payloads = rows.payloads.astype(object)
         self.hnsw = hnsw
         self.config = config
         self._reindex()
 
     @classmethod
     def empty(cls, dim: int, config: HnswConfig) -> VectorCache:
-        return cls(dim, np.zeros(0, np.uint64), np.zeros(0, object), np.zeros((0, dim), np.float32), _new_hnsw(dim, config), config)
+        return cls(dim, RowBatch.of(dim, [], [], [], []), _new_hnsw(dim, config), config)
 
     @classmethod
-    def from_rows(cls, dim: int, rows: Iterable[tuple[int, str, bytes]], config: HnswConfig) -> VectorCache:
-        keys, items, blobs = [], [], []
-        for key, item_id, blob in rows:
-            keys.append(key)
-            items.append(item_id)
-            blobs.append(blob)
-        vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, dim) if blobs else np.zeros((0, dim), np.float32)
+    def load(cls, folder: Path, dim: int, config: HnswConfig) -> VectorCache:
+        hnsw = _new_hnsw(dim, config)
+        hnsw.load(str(folder / HNSW))
+        hnsw.expansion_search = config.expansion_search
+        return cls(dim, read_rows(folder, dim, hnsw), hnsw, config)
+
+    @classmethod
+    def rebuild(cls, dim: int, rows: Iterable[tuple[int, str]], sources: Sequence[RowBatch], config: HnswConfig) -> VectorCache:
+        """The cache for the store's `(row_key, item_id)` rows, taking each row's vector and payload from
+        `sources` (the last saved cache, then the pending writes, later ones winning)."""
+        keys = np.fromiter((int(k) for k, _ in rows), dtype=np.uint64)
+        pool = RowBatch.concat(dim, sources)
+        unique, last = np.unique(pool.keys[::-1], return_index=True)
+        last = len(pool.keys) - 1 - last
+        at = np.minimum(np.searchsorted(unique, keys), max(len(unique) - 1, 0))
+        found = (unique[at] == keys) if len(unique) else np.zeros(len(keys), bool)
+        if not found.all():
+            raise IndexStateError(
+                f"the vectors of {int((~found).sum())} stored rows are lost (no vector cache or pending write holds "
+                "them); build the index again with: p4r index build"
+            )
+        picked = last[at]
         cache = cls.empty(dim, config)
-        cache.apply(removed_items=(), keys=np.asarray(keys, np.uint64), items=np.asarray(items, object), vectors=vectors)
+        cache.apply((), RowBatch(pool.keys[picked], pool.items[picked], pool.vectors[picked], pool.payloads[picked]))
         return cache
 
-    @classmethod
-    def load(cls, path: Path, dim: int, config: HnswConfig) -> VectorCache:
-        with np.load(path / "rows.npz", allow_pickle=False) as data:
-            keys, items, vectors = data["keys"], data["items"], data["vectors"]
-        hnsw = _new_hnsw(dim, config)
-        hnsw.load(str(path / "hnsw.usearch"))
-        hnsw.expansion_search = config.expansion_search
-        return cls(dim, keys, items, vectors, hnsw, config)
-
     def save(self, root: Path, generation: int) -> Path:
-        """Write to a temporary folder, then rename it into place: the folder is complete or absent."""
+        """Write to a temporary folder, then rename it into place: the folder is complete or absent.
+        Older caches and the pending writes it now contains are removed afterwards."""
         final = cache_dir(root, generation)
         tmp = root / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        np.savez(tmp / "rows.npz", keys=self.keys, items=self.items.astype(str), vectors=self.vectors)
-        self.hnsw.save(str(tmp / "hnsw.usearch"))
-        for name in ("rows.npz", "hnsw.usearch"):
+        offsets, blob = _pack(self.payloads)
+        np.savez(tmp / ROWS, keys=self.keys, items=_utf8(self.items), payload_offsets=offsets)
+        (tmp / PAYLOADS).write_bytes(zlib.compress(blob, 1))  # JSON of similar rows: ~5x smaller
+        self.hnsw.save(str(tmp / HNSW))
+        names = [ROWS, PAYLOADS, HNSW]
+        if self.hnsw.dtype != ScalarKind.F32:  # a quantised graph cannot give the exact vectors back
+            np.save(tmp / VECTORS, self.vectors)
+            names.append(VECTORS)
+        for name in names:
             _fsync(tmp / name)
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
@@ -85,10 +136,13 @@ class VectorCache:
         for old in root.glob(f"{CACHE_PREFIX}*"):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
+        for path, gen in pending_files(root):
+            if gen <= generation:
+                path.unlink(missing_ok=True)
         return final
 
     # -- changes ----------------------------------------------------------------------------------
-    def apply(self, removed_items: Iterable[str], keys: np.ndarray, items: np.ndarray, vectors: np.ndarray) -> None:
+    def apply(self, removed_items: Iterable[str], rows: RowBatch) -> None:
         """Drop every row of `removed_items`, then add the new rows."""
         removed = [pos for item in removed_items for pos in self.item_rows.get(item, ())]
         if removed:
@@ -96,11 +150,13 @@ class VectorCache:
             keep = np.ones(len(self.keys), dtype=bool)
             keep[removed] = False
             self.keys, self.items, self.vectors = self.keys[keep], self.items[keep], self.vectors[keep]
-        if len(keys):
-            self.hnsw.add(np.asarray(keys, np.uint64), np.asarray(vectors, np.float32), threads=os.cpu_count() or 1)
-            self.keys = np.concatenate([self.keys, keys.astype(np.uint64)])
-            self.items = np.concatenate([self.items, items.astype(object)])
-            self.vectors = np.concatenate([self.vectors, np.asarray(vectors, np.float32).reshape(-1, self.dim)])
+            self.payloads = self.payloads[keep]
+        if len(rows.keys):
+            self.hnsw.add(rows.keys, rows.vectors, threads=os.cpu_count() or 1)
+            self.keys = np.concatenate([self.keys, rows.keys.astype(np.uint64)])
+            self.items = np.concatenate([self.items, rows.items.astype(object)])
+            self.vectors = np.concatenate([self.vectors, rows.vectors.reshape(-1, self.dim)])
+            self.payloads = np.concatenate([self.payloads, rows.payloads.astype(object)])
         self._reindex()
 
     def _positions(self, keys: np.ndarray) -> np.ndarray:
@@ -111,7 +167,9 @@ class VectorCache:
         """Group rows by item (stable, so an item's personas keep their order), so that the exact scorer
         works on views of `vectors` without copying them."""
         order = np.argsort(self.items, kind="stable")
-        self.keys, self.items, self.vectors = self.keys[order], self.items[order], self.vectors[order]
+        if not (order == np.arange(len(order))).all():  # a loaded cache is grouped already
+            self.keys, self.items, self.vectors = self.keys[order], self.items[order], self.vectors[order]
+            self.payloads = self.payloads[order]
         bounds = np.flatnonzero(self.items[1:] != self.items[:-1]) + 1 if len(self.items) else np.zeros(0, np.int64)
         self._offsets = np.concatenate([[0], bounds, [len(self.items)]]).astype(np.int64)
         starts = self._offsets[:-1] if len(self.items) else np.zeros(0, np.int64)
@@ -127,6 +185,9 @@ class VectorCache:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def rows(self) -> RowBatch:
+        return RowBatch(self.keys, self.items, self.vectors, self.payloads)
+
     @property
     def scorer(self) -> ExactScorer:
         """The exact scorer over every row, built on first use."""
@@ -138,24 +199,100 @@ class VectorCache:
         rows = self.item_rows.get(item_id)
         return None if rows is None else self.vectors[rows]
 
-    def row_key(self, item_id: str, persona_index: int) -> int:
-        return int(self.keys[self.item_rows[item_id][persona_index]])
+    def item_payloads(self, item_id: str) -> list[bytes]:
+        return list(self.payloads[self.item_rows.get(item_id, np.zeros(0, np.int64))])
 
-    def knn_items(self, vector: np.ndarray, count: int, allowed: set[str] | None, exclude: frozenset[str]) -> list[str]:
-        """Items of the nearest persona rows, nearest first, until `count` items pass the filters.
+    def payload(self, item_id: str, persona_index: int) -> bytes:
+        return self.payloads[self.item_rows[item_id][persona_index]]
 
-        The row search widens (doubling) while too few rows survive filtering, up to every row.
+    def knn_items(self, vector: np.ndarray, rows: int, min_items: int, allowed: set[str] | None,
+                  exclude: frozenset[str]) -> list[str]:
+        """Items of the `rows` nearest persona rows (as Elasticsearch's `num_candidates`), nearest first.
+
+        While fewer than `min_items` of those items pass the filters, the row search widens (doubling),
+        up to every row.
         """
-        want = min(count * 4, len(self))
+        want = min(rows, len(self))
         while True:
             matches = self.hnsw.search(vector, want)
             found: dict[str, None] = {}
             for item in self.items[self._positions(matches.keys)]:
                 if item not in exclude and (allowed is None or item in allowed):
                     found[item] = None
-            if len(found) >= count or want >= len(self):
-                return list(found)[:count]
+            if len(found) >= min_items or want >= len(self):
+                return list(found)
             want = min(want * 2, len(self))
+
+
+# -- files ------------------------------------------------------------------------------------------
+def read_rows(folder: Path, dim: int, hnsw: Index) -> RowBatch:
+    """The rows of a saved cache; the vectors come from `vectors.npy` or else from the f32 graph."""
+    with np.load(folder / ROWS, allow_pickle=False) as data:
+        keys, items, offsets = data["keys"], data["items"], data["payload_offsets"]
+    if (folder / VECTORS).exists():
+        vectors = np.load(folder / VECTORS)
+    else:
+        vectors = np.vstack(hnsw.get(keys)) if len(keys) else np.zeros((0, dim), np.float32)
+    payloads = _unpack(offsets, zlib.decompress((folder / PAYLOADS).read_bytes()))
+    return RowBatch(keys, _objects([s.decode() for s in items.tolist()]), vectors, payloads)
+
+
+def latest_saved_rows(root: Path, dim: int, config: HnswConfig, up_to: int) -> RowBatch | None:
+    """The rows of the newest complete cache folder at or below generation `up_to`, if any."""
+    folders = sorted(p for p in root.glob(f"{CACHE_PREFIX}*") if p.is_dir() and int(p.name[len(CACHE_PREFIX):]) <= up_to)
+    if not folders:
+        return None
+    hnsw = _new_hnsw(dim, config)
+    hnsw.load(str(folders[-1] / HNSW))
+    return read_rows(folders[-1], dim, hnsw)
+
+
+def write_pending(root: Path, generation: int, rows: RowBatch) -> Path:
+    """Save rows durably (temporary file, fsync, rename) before the store commit that refers to them."""
+    final = pending_path(root, generation)
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    offsets, blob = _pack(rows.payloads)
+    with open(tmp, "wb") as f:
+        np.savez(f, keys=rows.keys, items=_utf8(rows.items), vectors=rows.vectors, payload_offsets=offsets,
+                 payloads=np.frombuffer(blob, np.uint8))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    _fsync(root)
+    return final
+
+
+def pending_files(root: Path) -> list[tuple[Path, int]]:
+    found = [(p, int(p.name[len(PENDING_PREFIX):].split(".")[0])) for p in root.glob(f"{PENDING_PREFIX}*.npz")]
+    return sorted(found, key=lambda pg: pg[1])
+
+
+def read_pending(path: Path) -> RowBatch:
+    with np.load(path, allow_pickle=False) as data:
+        items = _objects([s.decode() for s in data["items"].tolist()])
+        payloads = _unpack(data["payload_offsets"], data["payloads"].tobytes())
+        return RowBatch(data["keys"], items, data["vectors"], payloads)
+
+
+def _objects(values: Sequence) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+def _utf8(strings: np.ndarray) -> np.ndarray:
+    return np.array([s.encode() for s in strings], dtype=bytes) if len(strings) else np.zeros(0, "S1")
+
+
+def _pack(blobs: np.ndarray) -> tuple[np.ndarray, bytes]:
+    offsets = np.zeros(len(blobs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(b) for b in blobs], dtype=np.int64)
+    return offsets, b"".join(blobs)
+
+
+def _unpack(offsets: np.ndarray, blob: bytes) -> np.ndarray:
+    bounds = offsets.tolist()
+    return _objects([blob[a:b] for a, b in pairwise(bounds)])
 
 
 def _new_hnsw(dim: int, config: HnswConfig) -> Index:
