@@ -62,7 +62,7 @@ def test_real_goodreads_files_merge_and_drop_zero_ratings(tmp_path):
     assert report["lines"] == 20000 and report["duplicates"] == 20000 - 16862
     assert report["interactions"] + report["interactions_dropped"] == 16862
     assert report["unrated"] > 0
-    catalog, interactions = load_all(tmp_path)
+    _, interactions = load_all(tmp_path)
     assert len(interactions) == 928
     assert all(i.rating is None or i.rating >= 1 for history in interactions.values() for i in history)
 
@@ -174,7 +174,7 @@ def test_amazon_skip_invalid_writes_rejects_and_converts_the_rest(tmp_path):
     report = json.loads(result.stdout)
     assert (report["rejected"], report["interactions"]) == (2, 2)
     rejects = read_jsonl(tmp_path / "out" / "rejects.jsonl")
-    assert [(r["line"], r["raw"].strip()) for r in rejects][0] == (2, "{not json")
+    assert (rejects[0]["line"], rejects[0]["raw"].strip()) == (2, "{not json")
     assert rejects[1]["line"] == 4 and "unixReviewTime" in rejects[1]["error"]
 
 

@@ -10,11 +10,15 @@ import click
 
 from ..data import ConvertReport, Selection, convert_amazon, convert_clothing, convert_goodreads
 from .app import cli
-from .options import input_file, json_option, make_reader, rejects_option, report_rejects, skip_invalid_option
+from .options import input_file, json_option, make_reader, report_rejects, skip_invalid_option
 
 out_option = click.option(
     "-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
     help="Folder for items.jsonl, reviews.jsonl and interactions.jsonl (replaced only when the run succeeds).",
+)
+rejects_option = click.option(
+    "--rejects", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Where rejected lines go, with --skip-invalid [default: OUTPUT/rejects.jsonl].",
 )
 
 

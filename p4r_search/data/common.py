@@ -258,7 +258,7 @@ def write_dataset(
         report.items = len(kept)
         report.interactions, report.interactions_dropped = keep_interactions_on(tmp["interactions.jsonl"], set(kept))
     except BaseException:
-        for path in tmp.values():
+        for path in [*tmp.values(), kept_path(tmp["interactions.jsonl"])]:
             path.unlink(missing_ok=True)  # files of an earlier successful run stay as they were
         raise
     for name, path in tmp.items():
@@ -267,9 +267,13 @@ def write_dataset(
     return report
 
 
+def kept_path(path: Path) -> Path:
+    return path.with_name(path.name + ".kept")
+
+
 def keep_interactions_on(path: Path, items: set[str]) -> tuple[int, int]:
     """Rewrite the interactions file keeping only those on `items`; returns (kept, dropped)."""
-    filtered = path.with_name(path.name + ".kept")
+    filtered = kept_path(path)
     kept = dropped = 0
     with open(path, encoding="utf-8") as src, open(filtered, "w", encoding="utf-8") as dst:
         for line in src:

@@ -177,6 +177,10 @@ def run_retrieval(
     personas_path = out_dir / "personas.jsonl"
     generated = generate_personas(split.train, generator, personas_path, progress=progress)
     personas = read_personas(personas_path)
+    missing = [item_id for item_id in split.train.items if item_id not in personas]
+    if missing:  # an LLM generator may fail on some items; a rerun retries them
+        raise InputError(str(personas_path), None, f"{len(missing)} item(s) have no personas, e.g. {missing[0]!r} "
+                         f"({generated.failed} failed in this run); rerun to retry them")
     check_no_leakage(split, personas, personas_path)
     table = build_item_table(split.train, personas, encoder)
     relevant = [{review.item_id} for review in split.queries]
