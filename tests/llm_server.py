@@ -76,17 +76,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_command(model_path: Path, port: int, *, n_ctx: int, threads: int) -> list[str]:
+def server_command(model_path: Path, port: int, *, n_ctx: int, threads: int, batch_threads: int) -> list[str]:
     return [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", MODEL_ALIAS,
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
-        "--n_threads", str(threads), "--n_threads_batch", str(threads), "--verbose", "False",
+        "--n_threads", str(threads), "--n_threads_batch", str(batch_threads), "--verbose", "False",
     ]
 
 
 @contextmanager
 def local_llm_server(
-    log_path: Path, *, n_ctx: int = 4096, threads: int = 1, startup_timeout_s: float = 120.0
+    log_path: Path, *, n_ctx: int = 4096, threads: int = 1, batch_threads: int = 1, startup_timeout_s: float = 120.0
 ) -> Iterator[LocalLLM]:
     """Start the server on a free loopback port, wait until `/v1/models` answers, stop its process group after.
 
@@ -100,7 +100,7 @@ def local_llm_server(
     port = free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            server_command(model_path, port, n_ctx=n_ctx, threads=threads),
+            server_command(model_path, port, n_ctx=n_ctx, threads=threads, batch_threads=batch_threads),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     try:
