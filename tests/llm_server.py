@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +50,15 @@ class LocalLLM:
         from openai import OpenAI
 
         return OpenAI(base_url=self.base_url, api_key="local", **kwargs)
+
+
+def when_missing(missing: LocalLLMMissing, environ: Mapping[str, str]) -> tuple[bool, str]:
+    """What a test needing the local LLM does when it is not installed: (skip?, reason). Fail unless
+    P4R_SKIP_LLM_SERVER=1, as `make test` installs it."""
+    reason = f"the local LLM is not installed: {missing}. Run `make test`, which builds and installs it."
+    if environ.get("P4R_SKIP_LLM_SERVER") == "1":
+        return True, f"P4R_SKIP_LLM_SERVER=1 and {reason}"
+    return False, reason
 
 
 def smollm2_gguf() -> Path:

