@@ -31,7 +31,6 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -111,7 +110,8 @@ class FakeOpenAI:
     def start(self) -> FakeOpenAI:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-openai", daemon=True)
+        poll_s = 0.05  # stop() waits up to one poll interval (the default 0.5 s adds up over many tests)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(poll_s,), name="fake-openai", daemon=True)
         self._thread.start()
         return self
 
@@ -121,6 +121,9 @@ class FakeOpenAI:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -243,7 +246,7 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
         def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-            self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "")
+            self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("x-request-id", f"req_{uuid.uuid4().hex[:16]}")

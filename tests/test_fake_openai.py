@@ -207,3 +207,5 @@ def test_batches_complete_on_demand_cancel_and_expire():
         assert [b.id for b in page] == [second.id, first.id]  # the client follows the cursor
         with pytest.raises(openai.NotFoundError):
             client.batches.retrieve("batch_missing")
+        with pytest.raises(openai.BadRequestError, match="input_file_id"):
+            client.batches.create(input_file_id="file-missing", endpoint="/v1/chat/completions", completion_window="24h")
