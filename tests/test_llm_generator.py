@@ -174,15 +174,18 @@ def test_near_duplicate_personas_are_merged_with_a_note(fake, encoder, examples,
     assert result.notes[0].startswith("merged near-duplicate persona 'Careful Shoppers'")
 
 
-def test_json_object_fallback_when_the_endpoint_refuses_json_schema(fake, encoder, examples, tmp_path):
-    item, reviews = first(load(examples))
-    fake.script(server_error(400))
+def test_structured_output_falls_back_to_what_the_endpoint_accepts(fake, encoder, examples, tmp_path):
+    catalog = load(examples)
+    (item, reviews), (item2, reviews2) = list(catalog)[:2]
+    fake.script(server_error(400), server_error(400))  # refuses json_schema, then json_object with a schema
     generator = make_generator(fake, encoder, tmp_path)
     assert len(generator.generate(item, reviews).personas) == 2
-    first_body, second_body = fake.chat_requests()
-    assert first_body["response_format"]["type"] == "json_schema"
-    assert second_body["response_format"] == {"type": "json_object"}
-    assert "must match this JSON schema" in second_body["messages"][1]["content"]
+    assert len(generator.generate(item2, reviews2).personas) == 2
+    formats = [body["response_format"] for body in fake.chat_requests()]
+    assert formats[0]["type"] == "json_schema"
+    assert formats[1]["type"] == "json_object" and formats[1]["schema"]["required"] == ["personas"]
+    assert formats[2] == formats[3] == {"type": "json_object"}  # kept for the next item
+    assert "must match this JSON schema" in fake.chat_requests()[3]["messages"][1]["content"]
 
 
 def test_concurrency_is_bounded(fake, encoder, tmp_path):

@@ -26,8 +26,11 @@ LLM_OPTIONS = (
                  help="Token budget of the reviews in one prompt; above it a diverse, rating-balanced subset is used."),
     click.option("--max-review-chars", type=int, default=800, show_default=True,
                  help="Each review is cut to this length in the prompt."),
-    click.option("--response-format", type=click.Choice(["auto", "json_schema", "json_object"]), default="auto",
-                 show_default=True, help="auto: JSON schema, falling back to json_object where the endpoint has none."),
+    click.option("--response-format", type=click.Choice(["auto", "json_schema", "json_object_schema", "json_object"]),
+                 default="auto", show_default=True,
+                 help="json_schema: OpenAI structured outputs; json_object_schema: json_object plus a schema grammar "
+                      "(llama.cpp); json_object: plain JSON mode, checked afterwards. auto: the first the endpoint "
+                      "accepts, in that order."),
     click.option("--repeat-penalty", type=float, default=None,
                  help="Sampling option of llama.cpp and vLLM servers (OpenAI rejects it)."),
     click.option("--dedup-threshold", type=float, default=0.9, show_default=True,

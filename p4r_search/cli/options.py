@@ -10,7 +10,9 @@ import click
 from ..io import LineReader, Rejects
 
 model_option = click.option(
+    "--embedding-model",
     "--model",
+    "model",
     default=None,
     metavar="NAME_OR_PATH",
     help="sentence-transformers model path or name [env P4R_MODEL; default: the packaged all-MiniLM-L6-v2].",

@@ -23,7 +23,7 @@ from .ledger import CostLedger
 from .limits import RateLimiter
 from .schema import InvalidOutput
 from .selection import estimate_tokens
-from .settings import LLMSettings
+from .settings import FORMATS, LLMSettings
 
 T = TypeVar("T")
 RETRY_AFTER_CAP_S = 120.0
@@ -40,6 +40,16 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, (InvalidOutput, openai.APITimeoutError, openai.APIConnectionError)):
         return True
     return isinstance(exc, openai.APIStatusError) and (exc.status_code in (408, 409, 429) or exc.status_code >= 500)
+
+
+def _refuses_format(exc: Exception) -> bool:
+    """A 400, or a 5xx that names the structured-output options (llama.cpp answers 500 to json_schema)."""
+    import openai
+
+    if isinstance(exc, openai.BadRequestError):
+        return True
+    words = ("response_format", "json_schema", "json_object")
+    return isinstance(exc, openai.InternalServerError) and any(w in str(exc).lower() for w in words)
 
 
 def _split_extra(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -61,7 +71,7 @@ class ChatClient:
         self.ledger = ledger
         self.cache = cache
         self.limiter = limiter
-        self._mode = "json_schema" if settings.response_format in ("auto", "json_schema") else "json_object"
+        self._mode = FORMATS[0] if settings.response_format == "auto" else settings.response_format
         self._client = None
         self._lock = threading.Lock()
 
@@ -90,10 +100,12 @@ class ChatClient:
         if mode == "json_schema":
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": name, "schema": schema, "strict": True}}
-        else:
-            hint = {"role": "system", "content": "The JSON must match this JSON schema: " + json.dumps(schema)}
-            body["messages"] = [messages[0], hint, *messages[1:]]
-            body["response_format"] = {"type": "json_object"}
+            return body
+        hint = {"role": "system", "content": "The JSON must match this JSON schema: " + json.dumps(schema)}
+        body["messages"] = [messages[0], hint, *messages[1:]]
+        body["response_format"] = {"type": "json_object"}
+        if mode == "json_object_schema":  # llama.cpp's extension: the schema becomes a sampling grammar
+            body["response_format"]["schema"] = schema
         if s.repeat_penalty is not None:  # llama.cpp / vLLM sampling option, not part of OpenAI's API
             body["repeat_penalty"] = s.repeat_penalty
         return body
@@ -144,31 +156,35 @@ class ChatClient:
         extra = _split_extra(body)
         try:
             response = self.openai.chat.completions.create(**body, extra_body=extra)
-        except openai.BadRequestError:
-            self.ledger.record_failure(stage, self.settings.model)
-            if self.settings.response_format != "auto" or body["response_format"]["type"] != "json_schema":
-                raise
-            response = self._fallback_to_json_object(stage, messages, schema, name, extra)
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
             raise EndpointError(f"the endpoint refused the request ({exc.status_code}): {exc.message}") from None
+        except openai.APIStatusError as exc:
+            self.ledger.record_failure(stage, self.settings.model)
+            if not (self.settings.response_format == "auto" and _refuses_format(exc)):
+                raise
+            response = self._fall_back(stage, messages, schema, name, extra, exc)
         except openai.OpenAIError:
             self.ledger.record_failure(stage, self.settings.model)
             raise
         return self._account(stage, response, prompt_estimate)
 
-    def _fallback_to_json_object(self, stage: str, messages: list[dict], schema: dict, name: str, extra):
-        """The endpoint refused a JSON-schema request: try json_object once; if that works, keep it for good."""
+    def _fall_back(self, stage: str, messages: list[dict], schema: dict, name: str, extra, refusal: Exception):
+        """The endpoint refused this structured-output form: try the next ones; keep the first that works."""
         import openai
 
-        body = self.request_body(messages, schema, name, "json_object")
-        _split_extra(body)
-        try:
-            response = self.openai.chat.completions.create(**body, extra_body=extra)
-        except openai.OpenAIError:
-            self.ledger.record_failure(stage, self.settings.model)
-            raise
-        self._mode = "json_object"
-        return response
+        for mode in FORMATS[FORMATS.index(self._mode) + 1 :]:
+            body = self.request_body(messages, schema, name, mode)
+            _split_extra(body)
+            try:
+                response = self.openai.chat.completions.create(**body, extra_body=extra)
+            except openai.APIStatusError as exc:
+                self.ledger.record_failure(stage, self.settings.model)
+                if not _refuses_format(exc):
+                    raise
+                continue
+            self._mode = mode
+            return response
+        raise refusal
 
     def _account(self, stage: str, response, prompt_estimate: int) -> str | None:
         usage = response.usage

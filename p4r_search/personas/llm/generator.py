@@ -143,13 +143,15 @@ class LLMGenerator:
         groups: list[list[int]] = []
         notes = []
         for i in range(len(drafts)):
-            twin = next((g for g in groups if similarity[g[0], i] > self.settings.dedup_threshold), None)
+            twin = next((g for g in groups if similarity[g[0], i] > self.settings.dedup_threshold
+                         or _same_words(drafts[g[0]], drafts[i])), None)
             if twin is None:
                 groups.append([i])
                 continue
             twin.append(i)
             notes.append(f"merged near-duplicate persona {drafts[i].name!r} into {drafts[twin[0]].name!r} "
-                         f"(cosine {similarity[twin[0], i]:.3f} > {self.settings.dedup_threshold})")
+                         f"(cosine {similarity[twin[0], i]:.3f}; threshold {self.settings.dedup_threshold}, "
+                         "or the same description or rationale)")
         return groups, notes
 
     @staticmethod
@@ -163,6 +165,14 @@ class LLMGenerator:
                        description=first.description, rationale=first.rationale,
                        evidence_review_ids=[r.review_id for r in evidence], support=min(1.0, len(evidence) / total),
                        evidence_snippets=snippets)
+
+
+def _same_words(a: DraftPersona, b: DraftPersona) -> bool:
+    """Two personas that differ only by name are one persona (small models repeat themselves like this)."""
+    def norm(text: str) -> str:
+        return " ".join(text.lower().split())
+
+    return norm(a.description) == norm(b.description) or norm(a.rationale) == norm(b.rationale)
 
 
 def _is_api_error(exc: Exception) -> bool:

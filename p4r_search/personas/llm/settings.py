@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ResponseFormat = Literal["auto", "json_schema", "json_object"]
+ResponseFormat = Literal["auto", "json_schema", "json_object_schema", "json_object"]
+FORMATS = ("json_schema", "json_object_schema", "json_object")  # what "auto" tries, in this order
 
 
 class LLMSettings(BaseModel):
