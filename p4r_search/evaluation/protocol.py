@@ -153,18 +153,6 @@ class Evaluator:
         return {name: value for name, value in metrics.items() if not name.startswith("Recall")}  # = HR here
 
 
-@dataclass
-class Best:
-    """The best grid point seen so far for one (candidates, reranker)."""
-
-    metric: float = -1.0
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def offer(self, metric: float, params: dict[str, Any]) -> None:
-        if metric > self.metric:
-            self.metric, self.params = metric, params
-
-
 def run_loo(data: EvalData, settings: LooSettings, encoder: TextEncoder, work: Path,
             progress: Callable[[Iterable], Iterable] = lambda it: it) -> LooReport:
     split = leave_one_out(data.interactions, settings.min_rating)
@@ -206,20 +194,18 @@ def run_loo(data: EvalData, settings: LooSettings, encoder: TextEncoder, work: P
     return LooReport(config, rows, headline(rows, settings.tune_metric, list(candidates["validation"])))
 
 
-def generate(val: Fold, test: Fold, settings: LooSettings, evaluators: dict[str, Evaluator]):
+def generate(val: Fold, test: Fold, settings: LooSettings, evaluators: dict[str, Evaluator]
+             ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple[dict[str, Any], float]]]:
     """Score matrices of every generator on both folds; CF tuned on validation, refitted on the test fold."""
-    def users(fold: Fold) -> int:
-        return len(fold.users)
-
     scores: dict[str, dict[str, np.ndarray]] = {
-        "validation": {"popularity": popularity_scores(val.train, users(val))},
-        "test": {"popularity": popularity_scores(test.train, users(test))},
+        "validation": {"popularity": popularity_scores(val.train, len(val.users))},
+        "test": {"popularity": popularity_scores(test.train, len(test.users))},
     }
     chosen: dict[str, tuple[dict[str, Any], float]] = {}
     for kind in settings.cf_kinds:
         best, best_params, best_scores = -1.0, None, None
         for params in grid(kind):
-            candidate_scores = cf_scores(params, val.train, users(val), settings.seed)
+            candidate_scores = cf_scores(params, val.train, len(val.users), settings.seed)
             metric = evaluators["validation"](top_k(candidate_scores, val.histories, settings.candidates))
             log.info("validation %s %s = %.4f", params.label(), settings.tune_metric, metric[settings.tune_metric])
             if metric[settings.tune_metric] > best:
@@ -227,7 +213,7 @@ def generate(val: Fold, test: Fold, settings: LooSettings, evaluators: dict[str,
         assert best_params is not None
         chosen[kind] = (best_params.params, best)
         scores["validation"][kind] = best_scores
-        scores["test"][kind] = cf_scores(CFParams(kind, best_params.params), test.train, users(test), settings.seed)
+        scores["test"][kind] = cf_scores(CFParams(kind, best_params.params), test.train, len(test.users), settings.seed)
     return scores, chosen
 
 
