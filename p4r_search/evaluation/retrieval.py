@@ -5,6 +5,8 @@ held-out review is a query whose one relevant item is its own item, ranked again
 (candidates "none"). Rankers, all over the same catalog:
 
 - persona: max over the item's persona vectors of the cosine with the query's embedding (max-sim);
+- persona-centroids: max-sim over the personas' review clusters instead of their texts: each persona is the
+  normalised mean of its evidence reviews' embeddings (several vectors per item, without the persona text);
 - single: the single-vector item embedding: the cosine with the normalised mean of the item's training-review
   embeddings;
 - bm25-personas / bm25-reviews: BM25 (bm25s; k1 1.2, b 0.75, English stop words) of the query text against
@@ -35,7 +37,7 @@ from ..personas.runner import generate_personas, read_personas
 from .holdout import HoldoutSplit, holdout_split
 from .metrics import DEFAULT_KS, evaluate
 
-RANKERS = ("persona", "single", "bm25-personas", "bm25-reviews", "hybrid")
+RANKERS = ("persona", "persona-centroids", "single", "bm25-personas", "bm25-reviews", "hybrid")
 BM25_K1, BM25_B = 1.2, 0.75  # Lucene's and tantivy's defaults, as in the embedded engine
 
 
@@ -58,6 +60,7 @@ class ItemTable:
     item_ids: list[str]
     persona_vectors: np.ndarray  # all personas, grouped by item in `item_ids` order
     persona_starts: np.ndarray  # the row of each item's first persona
+    centroid_vectors: np.ndarray  # per persona (same rows): the normalised mean of its evidence reviews
     item_vectors: np.ndarray  # normalised mean of the training-review vectors
     persona_texts: list[str]
     review_texts: list[str]
@@ -79,12 +82,17 @@ def build_item_table(train: Catalog, personas: Mapping[str, ItemPersonas], encod
     counts = np.array([len(texts) for texts in texts_by_item])
     persona_vectors = encoder.encode([text for texts in texts_by_item for text in texts])
     review_counts = [len(train.reviews[item_id]) for item_id in item_ids]
-    review_vectors = encoder.encode([r.text for item_id in item_ids for r in train.reviews[item_id]])
+    reviews = [r for item_id in item_ids for r in train.reviews[item_id]]
+    review_vectors = encoder.encode([r.text for r in reviews])
     per_item = np.split(review_vectors, np.cumsum(review_counts)[:-1])
+    row_of = {r.review_id: i for i, r in enumerate(reviews)}
+    centroids = [mean_direction(review_vectors[[row_of[e] for e in p.evidence_review_ids]])
+                 for item_id in item_ids for p in personas[item_id].personas]
     return ItemTable(
         item_ids=item_ids,
         persona_vectors=persona_vectors,
         persona_starts=np.concatenate([[0], np.cumsum(counts)[:-1]]),
+        centroid_vectors=np.stack(centroids),
         item_vectors=np.stack([mean_direction(vectors) for vectors in per_item]),
         persona_texts=["\n".join(texts) for texts in texts_by_item],
         review_texts=["\n".join(r.text for r in train.reviews[i]) for i in item_ids],
@@ -97,9 +105,11 @@ def mean_direction(vectors: np.ndarray) -> np.ndarray:
     return mean / norm if norm > 0 else mean
 
 
-def persona_scores(queries: np.ndarray, table: ItemTable) -> np.ndarray:
-    """(queries, items): each item's best persona cosine."""
-    return np.maximum.reduceat(queries @ table.persona_vectors.T, table.persona_starts, axis=1)
+def persona_scores(queries: np.ndarray, table: ItemTable, vectors: np.ndarray | None = None) -> np.ndarray:
+    """(queries, items): each item's best persona cosine (max-sim), over the persona vectors or `vectors`
+    (one row per persona, in the same order)."""
+    vectors = table.persona_vectors if vectors is None else vectors
+    return np.maximum.reduceat(queries @ vectors.T, table.persona_starts, axis=1)
 
 
 def bm25_scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
@@ -154,6 +164,7 @@ def score_all(split: HoldoutSplit, table: ItemTable, encoder: TextEncoder, confi
     bm25_personas = bm25_scores(texts, table.persona_texts)
     return {
         "persona": persona,
+        "persona-centroids": persona_scores(vectors, table, table.centroid_vectors),
         "single": vectors @ table.item_vectors.T,
         "bm25-personas": bm25_personas,
         "bm25-reviews": bm25_scores(texts, table.review_texts),
