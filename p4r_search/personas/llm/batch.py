@@ -212,6 +212,8 @@ class BatchJob:
                                      usage.get("completion_tokens", 0), batch=True)
         request = _request_from_sidecar(saved)
         choices = body.get("choices") or [{}]
+        if choices[0].get("finish_reason") == "length":
+            raise InvalidOutput(f"the answer was cut off at {settings.max_output_tokens} output tokens")
         drafts, dropped = parse_personas(choices[0].get("message", {}).get("content"), request.evidence_ids,
                                          request.count)
         result = self.generator.finish(request, drafts, dropped)

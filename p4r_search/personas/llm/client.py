@@ -30,6 +30,14 @@ RETRY_AFTER_CAP_S = 120.0
 NO_KEY = "unused"  # local servers (llama.cpp, Ollama, vLLM) need no key, but the client insists on one
 
 
+class Truncated(InvalidOutput):
+    """The answer hit the output token cap (finish_reason "length"): cut off, so not usable."""
+
+    def __init__(self, message: str, content: str | None):
+        super().__init__(message)
+        self.content = content
+
+
 class EndpointError(ConfigError):
     """The endpoint refuses every request (bad key, no access, unknown model): no point going on."""
 
@@ -126,10 +134,11 @@ class ChatClient:
         conversation = list(messages)
         for attempt in self._retrying():
             with attempt:
-                content = self._send(stage, conversation, schema, name)
                 try:
+                    content = self._send(stage, conversation, schema, name)
                     result = validate(content)
                 except InvalidOutput as exc:
+                    content = exc.content if isinstance(exc, Truncated) else content
                     conversation = [*messages, {"role": "assistant", "content": content or ""},
                                     {"role": "user", "content": f"That answer is invalid: {exc}. "
                                                                 "Answer again with only the corrected JSON."}]
@@ -188,9 +197,13 @@ class ChatClient:
 
     def _account(self, stage: str, response, prompt_estimate: int) -> str | None:
         usage = response.usage
-        content = response.choices[0].message.content if response.choices else None
+        choice = response.choices[0] if response.choices else None
+        content = choice.message.content if choice is not None else None
         if usage is not None:
             self.ledger.record(stage, self.settings.model, usage.prompt_tokens, usage.completion_tokens)
         else:  # some servers omit usage: count an estimate rather than nothing
             self.ledger.record(stage, self.settings.model, prompt_estimate, estimate_tokens(content or ""))
+        if choice is not None and choice.finish_reason == "length":
+            raise Truncated(f"the answer was cut off at {self.settings.max_output_tokens} output tokens "
+                            "(--max-output-tokens); write shorter texts", content)
         return content

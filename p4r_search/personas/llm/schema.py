@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...io import describe_validation_error
 
-NAME_PATTERN = r"^[A-Za-z][A-Za-z'&-]*( [A-Za-z][A-Za-z'&-]*){1,2}$"
-NAME_MAX, TEXT_MIN, TEXT_MAX, MAX_EVIDENCE = 40, 10, 300, 8
+# The word lengths are bounded in the pattern itself: grammar converters (llama.cpp) apply a pattern
+# instead of maxLength, and an unbounded word lets a small model write a 200-letter "name".
+NAME_PATTERN = r"^[A-Za-z][A-Za-z'&-]{0,15}( [A-Za-z][A-Za-z'&-]{0,15}){1,2}$"
+NAME_MAX, TEXT_MIN, TEXT_MAX, MAX_EVIDENCE = 50, 10, 300, 8
 
 
 class InvalidOutput(ValueError):

@@ -19,7 +19,7 @@ class LLMSettings(BaseModel):
     prompt_version: str = "v1"
     aspects: bool = Field(default=False, description="Run stage 1 (per-review aspect extraction) first.")
     temperature: float = Field(default=0.0, ge=0, le=2)
-    max_output_tokens: int = Field(default=1024, ge=64)
+    max_output_tokens: int = Field(default=1500, ge=64)
     max_prompt_tokens: int = Field(default=3000, ge=200, description="Token budget of the reviews in one prompt.")
     max_review_chars: int = Field(default=800, ge=50)
     response_format: ResponseFormat = "auto"
