@@ -9,14 +9,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import EXAMPLES, read_jsonl, run_cli, write_jsonl
 
 from p4r_search.catalog import Catalog, load_catalog
 from p4r_search.errors import ConfigError, InputError
+from p4r_search.evaluation.bootstrap import paired_difference
 from p4r_search.evaluation.embedding_cache import CachedEncoder
 from p4r_search.evaluation.holdout import holdout_split
-from p4r_search.evaluation.retrieval import RANKERS, RetrievalConfig, check_no_leakage, run_retrieval
+from p4r_search.evaluation.retrieval import (
+    COMPARISONS,
+    RANKERS,
+    RetrievalConfig,
+    check_no_leakage,
+    run_retrieval,
+)
 from p4r_search.io import LineReader
 from p4r_search.models import Item, Review
 from p4r_search.personas.runner import read_personas
@@ -86,6 +94,12 @@ def test_report_shape(run_out):
     s = report["summary"]
     assert (s["items"], s["reviews"], s["queries"]) == (N_ITEMS, N_ITEMS * REVIEWS_PER_ITEM, N_ITEMS * 2)
     assert s["training_reviews"] == s["reviews"] - s["queries"]
+    by_name = {r["reranker"]: r for r in report["results"]}
+    for comparison, (base, other) in zip(s["comparisons"], COMPARISONS, strict=True):
+        low, high = comparison["NDCG@10"]["ci95"]
+        assert (comparison["base"], comparison["other"]) == (base, other)
+        assert comparison["NDCG@10"]["other"] == pytest.approx(by_name[other]["NDCG@10"])
+        assert low <= comparison["NDCG@10"]["difference"] <= high
     table = (run_out / "results.md").read_text()
     assert all(f"| {name} |" in table for name in RANKERS)
 
@@ -125,3 +139,19 @@ def test_rerun_reuses_personas_and_vectors(run_out, slice_dir, encoder):
     assert report.summary["personas_generated_now"] == 0 and cached.misses == 0 and cached.hits > 0
     first = json.loads((run_out / "results.json").read_text())["results"]
     assert report.results == first  # deterministic
+
+
+def test_paired_bootstrap_matches_scipy():
+    """The interval agrees with scipy's percentile bootstrap of the mean difference (another resampler)."""
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(1)
+    base = (rng.random(800) < 0.5).astype(float)
+    other = np.where(rng.random(800) < 0.2, 1.0, base)  # other finds 20% of the misses too
+    ours = paired_difference(base, other, resamples=4000, seed=3)
+    theirs = bootstrap((other - base,), np.mean, method="percentile", n_resamples=4000, random_state=4)
+    assert ours.difference == pytest.approx(float((other - base).mean()))
+    assert ours.ci95 == pytest.approx(tuple(theirs.confidence_interval), abs=0.006)
+    assert ours.ci95[0] > 0
+    same = paired_difference(base, base)
+    assert (same.difference, same.ci95) == (0.0, (0.0, 0.0))

@@ -10,7 +10,7 @@ import click
 from ..catalog import load_catalog
 from ..encoder import Encoder
 from ..evaluation.embedding_cache import CachedEncoder
-from ..evaluation.retrieval import RetrievalConfig, markdown_table, run_retrieval
+from ..evaluation.retrieval import RetrievalConfig, describe_comparisons, markdown_table, run_retrieval
 from ..personas import GENERATORS
 from .evaluate import evaluate
 from .options import (
@@ -56,7 +56,7 @@ def retrieval(data_dir, out_dir, fraction, min_reviews, seed, generator, model, 
     report = run_retrieval(catalog, out_dir, encoder, config, progress=progress_bar(progress, "personas"))
     report.config["data"] = str(data_dir)
     report.summary["rejected_lines"] = reader.rejects.count
-    table = markdown_table(report.results)
+    table = markdown_table(report.results) + "\n" + describe_comparisons(report.summary["comparisons"])
     (out_dir / "results.json").write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     (out_dir / "results.md").write_text(results_markdown(report.summary, table), encoding="utf-8")
     if as_json:

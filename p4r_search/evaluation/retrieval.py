@@ -34,10 +34,14 @@ from ..errors import InputError
 from ..models import ItemPersonas
 from ..personas import make_generator
 from ..personas.runner import generate_personas, read_personas
+from .bootstrap import paired_difference
 from .holdout import HoldoutSplit, holdout_split
-from .metrics import DEFAULT_KS, evaluate
+from .metrics import DEFAULT_KS, evaluate, per_query
 
 RANKERS = ("persona", "persona-centroids", "single", "bm25-personas", "bm25-reviews", "hybrid")
+# (base, other): the paper's claim (several persona vectors against one) and what BM25 adds to personas
+COMPARISONS = (("single", "persona"), ("single", "persona-centroids"), ("persona", "hybrid"))
+COMPARED_METRICS = ("Recall@10", "NDCG@10")
 BM25_K1, BM25_B = 1.2, 0.75  # Lucene's and tantivy's defaults, as in the embedded engine
 
 
@@ -195,11 +199,10 @@ def run_retrieval(
     check_no_leakage(split, personas, personas_path)
     table = build_item_table(split.train, personas, encoder)
     relevant = [{review.item_id} for review in split.queries]
-    results = [
-        {"task": "retrieval", "split": "test", "candidates": "none", "reranker": name,
-         **evaluate(ranked_ids(scores, table.item_ids, max(config.ks)), relevant, config.ks)}
-        for name, scores in score_all(split, table, encoder, config).items()
-    ]
+    ranked = {name: ranked_ids(scores, table.item_ids, max(config.ks))
+              for name, scores in score_all(split, table, encoder, config).items()}
+    results = [{"task": "retrieval", "split": "test", "candidates": "none", "reranker": name,
+                **evaluate(ranking, relevant, config.ks)} for name, ranking in ranked.items()]
     summary = {
         "items": len(catalog.items),
         "reviews": sum(len(r) for r in catalog.reviews.values()),
@@ -209,11 +212,29 @@ def run_retrieval(
         "items_without_queries": len(split.items_without_queries),
         "personas": len(table.persona_vectors),
         "personas_generated_now": generated.generated,
+        "comparisons": compare(ranked, relevant, config.seed),
     }
     run_config = {**asdict(config), "generator_info": generator.info.model_dump(mode="json"),
                   "model": encoder.model_name, "bm25": {"k1": BM25_K1, "b": BM25_B, "stopwords": "en"},
                   "hybrid": "persona + bm25-personas, linear fusion"}
     return RetrievalReport(config=run_config, results=results, summary=summary)
+
+
+def compare(ranked: Mapping[str, list[list[str]]], relevant: list[set[str]], seed: int) -> list[dict]:
+    """Paired differences (other − base) with bootstrap 95% intervals, per compared metric."""
+    values = {name: per_query(ranked[name], relevant, (10,)) for name in {n for pair in COMPARISONS for n in pair}}
+    return [{"base": base, "other": other,
+             **{m: asdict(paired_difference(values[base][m], values[other][m], seed=seed)) for m in COMPARED_METRICS}}
+            for base, other in COMPARISONS]
+
+
+def describe_comparisons(comparisons: Sequence[dict]) -> str:
+    lines = []
+    for c in comparisons:
+        parts = [f"{m} {c[m]['base']:.4f} → {c[m]['other']:.4f} ({c[m]['difference']:+.4f}, 95% CI "
+                 f"{c[m]['ci95'][0]:+.4f} to {c[m]['ci95'][1]:+.4f})" for m in COMPARED_METRICS]
+        lines.append(f"- {c['other']} against {c['base']}: " + "; ".join(parts))
+    return "\n".join(lines) + "\n"
 
 
 TABLE_METRICS = ("Recall@5", "Recall@10", "NDCG@10", "MRR@10", "Recall@20", "NDCG@20")
