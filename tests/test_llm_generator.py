@@ -221,3 +221,24 @@ def test_generation_failed_names_the_item(fake, encoder, examples, tmp_path):
     fake.script(*[server_error(500)] * 2)
     with pytest.raises(GenerationFailed, match=item.item_id):
         make_generator(fake, encoder, tmp_path, max_attempts=2).generate(item, reviews)
+
+
+def test_stage_one_extracts_aspects_per_review_and_synthesis_reads_them(fake, encoder, examples, tmp_path):
+    item, reviews = first(load(examples))
+    aspects = json.dumps({"purpose": "a gift for her sister", "context": "summer weddings",
+                          "qualities": [{"quality": "soft fabric", "sentiment": "positive"}]})
+
+    def responder(request):
+        name = request["response_format"]["json_schema"]["name"]
+        return aspects if name == "review_aspects" else persona_responder(request)
+
+    fake.responder = responder
+    generator = make_generator(fake, encoder, tmp_path, aspects=True)
+    result = generator.generate(item, reviews)
+    bodies = fake.chat_requests()
+    assert len(bodies) == len(reviews) + 1 and len(result.personas) == 2
+    synthesis = bodies[-1]["messages"][-1]["content"]
+    assert synthesis.count("purpose: a gift for her sister; context: summer weddings; qualities: soft fabric (positive)") \
+        == len(reviews)
+    assert generator.info.prompt_version == "review_aspects/v1+persona_synthesis/v1"
+    assert {line.stage: line.requests for line in generator.ledger.lines()} == {"aspects": len(reviews), "personas": 1}
