@@ -92,8 +92,6 @@ class LLMGenerator:
             drafts, dropped = self.client.complete(
                 "personas", request.messages, request.schema, "personas",
                 lambda content: parse_personas(content, request.evidence_ids, request.count))
-        except GenerationFailed:
-            raise
         except InvalidOutput as exc:
             raise GenerationFailed(item.item_id, f"invalid answer after {self.settings.max_attempts} attempt(s): {exc}",
                                    self.settings.max_attempts) from None
