@@ -30,7 +30,7 @@ import numpy as np
 from .. import fusion
 from ..catalog import Catalog
 from ..encoder import TextEncoder
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..models import ItemPersonas
 from ..personas import make_generator
 from ..personas.runner import generate_personas, read_personas
@@ -117,8 +117,10 @@ def persona_scores(queries: np.ndarray, table: ItemTable, vectors: np.ndarray | 
 
 
 def bm25_scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-    import bm25s
-
+    try:
+        import bm25s
+    except ImportError as exc:
+        raise ConfigError("the BM25 rankers need bm25s: pip install 'p4r-search[eval]'") from exc
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG on import
     retriever = bm25s.BM25(k1=BM25_K1, b=BM25_B)
     retriever.index(bm25s.tokenize(list(documents), stopwords="en", show_progress=False), show_progress=False)
