@@ -216,3 +216,14 @@ def test_goodreads_skip_invalid_uses_the_rejects_file_given(tmp_path):
     assert (report.interactions, report.rejected) == (1, 2)
     errors = [(r["line"], r["error"]) for r in read_jsonl(tmp_path / "bad.jsonl")]
     assert errors == [(2, "field 'date_added': cannot read the date 'yesterday'"), (3, "expected a JSON object, got list")]
+
+
+def test_truncated_gzip_is_an_input_error(tmp_path):
+    source = tmp_path / "cut.json.gz"
+    with gzip.open(source, "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(amazon_line(f"U{i}", reviewText=f"Review number {i} " * 20)) + "\n" for i in range(200))
+    source.write_bytes(source.read_bytes()[:-300])
+    with pytest.raises(InputError, match="unreadable compressed data") as exc:
+        convert_amazon(source, tmp_path / "out")
+    assert exc.value.path == str(source) and exc.value.line > 1
+    assert not (tmp_path / "out" / "reviews.jsonl").exists()
