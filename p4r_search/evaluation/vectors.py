@@ -16,7 +16,7 @@ import numpy as np
 
 from ..catalog import Catalog
 from ..encoder import TextEncoder
-from ..models import Item, ItemPersonas, Review
+from ..models import Item, ItemPersonas, Persona, Review
 from ..personas import make_generator
 from ..personas.runner import generate_personas, read_personas
 from ..profile import normalise
@@ -82,7 +82,7 @@ def build_personas(
     return {item_id: records[item_id] for item_id in catalog.items}
 
 
-def by_support(record: ItemPersonas) -> list:
+def by_support(record: ItemPersonas) -> list[Persona]:
     """The item's personas, largest support first (stable), so that `PersonaVectors.top` keeps the biggest."""
     return sorted(record.personas, key=lambda p: -p.support)
 

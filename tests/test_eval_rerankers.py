@@ -1,0 +1,69 @@
+"""The pure parts of `p4r eval loo`: candidate lists, reranking, fusion, max-sim, and repeatable CF fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from p4r_search.evaluation.candidates import CFParams, cf_scores, interaction_matrix, popularity_scores, top_k
+from p4r_search.evaluation.rerankers import PersonaSetting, fuse, fused_order, max_sim, profiles, rerank
+from p4r_search.evaluation.vectors import PersonaVectors
+from p4r_search.profile import ProfileConfig, history_profile, item_vector
+from p4r_search.scoring import ExactScorer
+
+
+def unit_rows(rng: np.random.Generator, n: int, dim: int = 8) -> np.ndarray:
+    rows = rng.normal(size=(n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_top_k_excludes_history_and_breaks_ties_by_item_index():
+    scores = np.array([[0.5, 0.9, 0.5, 0.1, 0.5]])
+    assert top_k(scores, [[1]], 3).tolist() == [[0, 2, 4]]
+
+
+def test_rerank_keeps_the_generator_order_among_equal_scores():
+    candidates = np.array([[4, 2, 0, 3]])
+    scores = np.array([[0.0, 0.0, 0.2, 0.0, 0.2]])
+    assert rerank(scores, candidates).tolist() == [[4, 2, 0, 3]]
+    assert rerank(np.zeros((1, 5)), candidates).tolist() == [[4, 2, 0, 3]]
+
+
+def test_fusion_runs_from_the_generator_order_to_the_score_order():
+    candidates = np.array([[0, 1, 2, 3]])
+    scores = np.array([[0.1, 0.2, 0.3, 0.9]])
+    assert fused_order(candidates, scores, 0.0).tolist() == [[0, 1, 2, 3]]
+    assert fused_order(candidates, scores, 1.0).tolist() == [[3, 2, 1, 0]]
+    fused = fuse(candidates, scores, 0.5)
+    assert fused[0].tolist() == pytest.approx([0.5 * 1 + 0.5 * 0, 0.5 * 2 / 3 + 0.5 * 0.125,
+                                               0.5 * 1 / 3 + 0.5 * 0.25, 0.5 * 0 + 0.5 * 1])
+
+
+def test_max_sim_and_profiles_agree_with_the_package_scorer():
+    rng = np.random.default_rng(0)
+    sizes = [3, 1, 2, 4]
+    vectors = unit_rows(rng, sum(sizes))
+    personas = PersonaVectors(np.concatenate([[0], np.cumsum(sizes)]), vectors)
+    groups = [vectors[s:e] for s, e in zip(personas.offsets[:-1], personas.offsets[1:])]
+    setting = PersonaSetting(last_n=2, gamma=0.5)
+    history = [3, 0, 2]
+    profile = profiles([history], personas.item_vectors(), setting)[0]
+    expected = history_profile([item_vector(groups[i]) for i in history], ProfileConfig(last_n=2, gamma=0.5))
+    assert profile == pytest.approx(expected, abs=1e-6)
+    reference = ExactScorer([f"i{n}" for n in range(4)], groups).item_scores(profile)
+    assert max_sim(profile[None, :], personas)[0] == pytest.approx(reference, abs=1e-6)
+    top1 = personas.top(1)
+    assert top1.offsets.tolist() == [0, 1, 2, 3, 4] and (top1.vectors[2] == vectors[4]).all()
+
+
+def test_an_empty_history_gives_a_zero_profile():
+    assert not profiles([[]], np.eye(3, dtype=np.float32), PersonaSetting(10, 0.65)).any()
+
+
+def test_popularity_counts_users_and_cf_fits_repeat_with_a_seed():
+    histories = [[0, 1], [0, 2], [0, 1, 3], [1, 2], [0, 3], [2, 3]]
+    train = interaction_matrix(histories, 5)
+    assert popularity_scores(train, 2)[1].tolist() == [4, 3, 3, 3, 0]
+    for params in (CFParams("bpr", {"factors": 4, "iterations": 20}), CFParams("als", {"factors": 4})):
+        first, again = cf_scores(params, train, 6, seed=3), cf_scores(params, train, 6, seed=3)
+        assert first.shape == (6, 5) and np.array_equal(first, again)
