@@ -1,9 +1,11 @@
 """Benchmark the embedded backend on real review embeddings: build, size, query latency, recall@10.
 
-Three catalogs, each indexed with `EmbeddedBackend.upsert` (as `p4r index build` does):
+Catalogs, each indexed with `EmbeddedBackend.upsert` (as `p4r index build` does):
 - `real`: 4,000 items x 5 personas of purely real review embeddings (20,000 rows, all-MiniLM-L6-v2);
 - `50k` and `500k` (10,000 and 100,000 items x 5): the real rows plus perturbed copies of them
-  (each copy row = normalise(v + 0.329 z), z ~ N(0, I/384), so cos(copy, original) ~ 0.95).
+  (each copy row = normalise(v + 0.329 z), z ~ N(0, I/384), so cos(copy, original) ~ 0.95);
+- `500k-mix`: the real rows plus interpolated rows normalise(v_r + v_s), s a random row within 50
+  places of r (rows are ordered by item, so s is mostly a review of the same or a similar item).
 Queries are 200 held-out real reviews. Every mode is timed against the exact numpy scan (`ExactScorer`)
 of the same run; recall@10 is against that scan. See benchmarks/README.md.
 
@@ -38,14 +40,16 @@ EXAMPLE_REVIEWS = ROOT / "examples" / "reviews.jsonl"
 CLOTHING_REVIEWS = Path("/work/shared/data/womens-clothing-reviews/reviews.parquet")
 K, RERANK, HELD_OUT, PERSONAS, REAL_ROWS = 10, 20, 200, 5, 20_000
 NOISE = 0.329  # cos(v, normalise(v + NOISE z)) ~ 1 / sqrt(1 + NOISE^2) = 0.95 for |z| ~ 1
-CATALOGS = {"real": REAL_ROWS, "50k": 50_000, "500k": 500_000}
-NUM_CANDIDATES = (10, 20, 50, 100)
+MIX_WINDOW = 50
+CATALOGS = {"real": (REAL_ROWS, "real"), "50k": (50_000, "noise"), "500k": (500_000, "noise"),
+            "500k-mix": (500_000, "mix")}
+NUM_CANDIDATES = (10, 20, 50, 100, 200, 500)  # above expansion_search (64), num_candidates widens the HNSW search
 GENERATOR = GeneratorInfo(name="bench", version="0", model="none", prompt_version="bench-1")
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--catalogs", default="real,50k,500k", help=f"comma-separated, of {', '.join(CATALOGS)}")
+    ap.add_argument("--catalogs", default="real,50k,500k,500k-mix", help=f"comma-separated, of {', '.join(CATALOGS)}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "recommend.json")
     ap.add_argument("--cache-dir", type=Path, default=ROOT / "benchmarks" / "cache")
@@ -100,14 +104,18 @@ def real_rows(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
     return vectors[~held], vectors[held], model
 
 
-def catalog_rows(real: np.ndarray, rows: int, seed: int) -> np.ndarray:
-    """The real rows, then perturbed copies of them (copy c of row r follows all of copy c-1) up to `rows`."""
+def catalog_rows(real: np.ndarray, rows: int, kind: str, seed: int) -> np.ndarray:
+    """The real rows, then synthetic copies of them (copy c of row r follows all of copy c-1) up to `rows`:
+    `noise`: normalise(v_r + NOISE z); `mix`: normalise(v_r + v_s), s within MIX_WINDOW rows of r."""
     rng = np.random.default_rng(seed + 1)
     parts, have = [real[:rows]], min(rows, len(real))
     while have < rows:
         take = min(len(real), rows - have)
-        noise = rng.standard_normal((take, real.shape[1]), dtype=np.float32) / np.sqrt(real.shape[1])
-        copy = real[:take] + NOISE * noise
+        if kind == "mix":
+            partner = (np.arange(take) + rng.integers(1, MIX_WINDOW + 1, take)) % len(real)
+            copy = real[:take] + real[partner]
+        else:
+            copy = real[:take] + NOISE * rng.standard_normal((take, real.shape[1]), dtype=np.float32) / np.sqrt(real.shape[1])
         parts.append(copy / np.linalg.norm(copy, axis=1, keepdims=True))
         have += take
     return np.concatenate(parts).astype(np.float32)
@@ -205,7 +213,7 @@ def recall(got: list[list[str]], truth: list[list[str]]) -> float:
 
 
 def bench_catalog(name: str, real: np.ndarray, queries: np.ndarray, model: str, args, hnsw: HnswConfig) -> dict:
-    rows = catalog_rows(real, CATALOGS[name], args.seed)
+    rows = catalog_rows(real, *CATALOGS[name], args.seed)
     vectors = rows.reshape(-1, PERSONAS, rows.shape[1])
     ids = [f"i{i:07d}" for i in range(len(vectors))]
     rng = np.random.default_rng(args.seed + 2)
