@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -88,7 +88,10 @@ class LineReader:
                     self.fail(exc, raw)
 
 
-def parse_line(raw: bytes, model: type[M], path: str, line_no: int) -> M:
+def parse_object(
+    raw: bytes, path: str, line_no: int, fallback: Callable[[str], Any] | None = None
+) -> dict[str, Any]:
+    """One line as a JSON object. `fallback(text)` may rescue a line that is not JSON (returning None if not)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -96,9 +99,16 @@ def parse_line(raw: bytes, model: type[M], path: str, line_no: int) -> M:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(path, line_no, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+        data = fallback(text) if fallback is not None else None
+        if data is None:
+            raise InputError(path, line_no, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
     if not isinstance(data, dict):
         raise InputError(path, line_no, f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def parse_line(raw: bytes, model: type[M], path: str, line_no: int) -> M:
+    data = parse_object(raw, path, line_no)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from ..errors import InputError
 from ..io import LineReader, describe_validation_error, to_json_line
+from ..io import parse_object as io_parse_object
 from ..models import Interaction, Item, Review
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -84,19 +85,8 @@ def read_objects(path: str | os.PathLike[str], reader: LineReader) -> Iterator[t
 
 
 def parse_object(raw: bytes, path: str, line_no: int) -> dict[str, Any]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(path, line_no, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        data = _python_literal(text)
-        if data is None:
-            raise InputError(path, line_no, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
-    if not isinstance(data, dict):
-        raise InputError(path, line_no, f"expected a JSON object, got {type(data).__name__}")
-    return data
+    """A JSON object, or a Python dict literal (the 2014 Amazon metadata files are written that way)."""
+    return io_parse_object(raw, path, line_no, fallback=_python_literal)
 
 
 def _python_literal(text: str) -> Any:
