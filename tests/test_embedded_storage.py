@@ -92,3 +92,13 @@ def test_a_failed_store_commit_leaves_the_old_state_and_the_next_write_works(tmp
     reopened = EmbeddedBackend(tmp_path)
     assert len(reopened) == 20 and pending_files(tmp_path) == []
     assert np.array_equal(reopened.persona_vectors(["i12"])["i12"], docs[12].vectors)
+
+
+def test_an_index_of_an_older_format_is_refused_with_what_to_do(tmp_path, docs):
+    from p4r_search.backends.embedded.store import Meta
+
+    backend = EmbeddedBackend(tmp_path, writable=True)
+    backend.upsert(docs)
+    backend.store.commit(Meta(format=1, generation=backend.store.meta().generation), [], [])  # as an older version wrote
+    with pytest.raises(IndexStateError, match=r"index format 1 is not 2 .*delete .* and run `p4r index build` again"):
+        EmbeddedBackend(tmp_path).search(PersonaQuery(vector=docs[0].vectors[0], k=1))

@@ -92,7 +92,9 @@ class TantivyStore:
             return Meta()
         data = json.loads(searcher.doc(hits[0][1])["payload"][0])
         if data.get("format") != FORMAT_VERSION:
-            raise IndexStateError(f"{self.path}: index format {data.get('format')} is not {FORMAT_VERSION}; rebuild it")
+            index_dir = self.path.parent
+            raise IndexStateError(f"{index_dir}: index format {data.get('format')} is not {FORMAT_VERSION} (written by an "
+                                  f"older p4r-search); rebuild it: delete {index_dir} and run `p4r index build` again")
         return Meta(**data)
 
     def scan_rows(self) -> Iterator[tuple[int, str]]:
