@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..profile import ProfileConfig, history_profile
 from .vectors import PersonaVectors
 
@@ -53,19 +54,25 @@ def cosine(user_profiles: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
     return (user_profiles @ item_vectors.T).astype(np.float32)
 
 
-def bm25(user_texts: Sequence[str], item_texts: Sequence[str]) -> np.ndarray:
-    """BM25 (bm25s defaults, English stop words) of each user's text as a query against every item's text."""
-    import bm25s
+BM25_K1, BM25_B = 1.2, 0.75  # Lucene's and tantivy's defaults, as in the embedded engine
 
+
+def bm25(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
+    """BM25 (k1 1.2, b 0.75, English stop words) of each query against every document; a query with no
+    indexable word scores 0 everywhere."""
+    try:
+        import bm25s
+    except ImportError as exc:
+        raise ConfigError("the BM25 rankers need bm25s: pip install 'p4r-search[eval]'") from exc
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG on import
-    index = bm25s.BM25()
-    index.index(bm25s.tokenize(list(item_texts), stopwords="en", return_ids=False, show_progress=False),
+    index = bm25s.BM25(k1=BM25_K1, b=BM25_B)
+    index.index(bm25s.tokenize(list(documents), stopwords="en", return_ids=False, show_progress=False),
                 show_progress=False)
-    queries = bm25s.tokenize(list(user_texts), stopwords="en", return_ids=False, show_progress=False)
-    scores = np.zeros((len(user_texts), len(item_texts)), dtype=np.float32)
-    for u, tokens in enumerate(queries):
+    tokenized = bm25s.tokenize(list(queries), stopwords="en", return_ids=False, show_progress=False)
+    scores = np.zeros((len(queries), len(documents)), dtype=np.float64)
+    for q, tokens in enumerate(tokenized):
         if tokens:
-            scores[u] = index.get_scores(tokens)
+            scores[q] = index.get_scores(tokens)
     return scores
 
 

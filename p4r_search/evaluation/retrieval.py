@@ -20,7 +20,6 @@ and personas in `personas.jsonl` (resumable), so a rerun encodes and generates n
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,19 +29,19 @@ import numpy as np
 from .. import fusion
 from ..catalog import Catalog
 from ..encoder import TextEncoder
-from ..errors import ConfigError, InputError
+from ..errors import InputError
 from ..models import ItemPersonas
 from ..personas import make_generator
 from ..personas.runner import generate_personas, read_personas
 from .bootstrap import paired_difference
 from .holdout import HoldoutSplit, holdout_split
 from .metrics import DEFAULT_KS, evaluate, per_query
+from .rerankers import BM25_B, BM25_K1, bm25
 
 RANKERS = ("persona", "persona-centroids", "single", "bm25-personas", "bm25-reviews", "hybrid")
 # (base, other): the paper's claim (several persona vectors against one) and what BM25 adds to personas
 COMPARISONS = (("single", "persona"), ("single", "persona-centroids"), ("persona", "hybrid"))
 COMPARED_METRICS = ("Recall@10", "NDCG@10")
-BM25_K1, BM25_B = 1.2, 0.75  # Lucene's and tantivy's defaults, as in the embedded engine
 
 
 @dataclass(frozen=True)
@@ -116,18 +115,6 @@ def persona_scores(queries: np.ndarray, table: ItemTable, vectors: np.ndarray | 
     return np.maximum.reduceat(queries @ vectors.T, table.persona_starts, axis=1)
 
 
-def bm25_scores(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-    try:
-        import bm25s
-    except ImportError as exc:
-        raise ConfigError("the BM25 rankers need bm25s: pip install 'p4r-search[eval]'") from exc
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG on import
-    retriever = bm25s.BM25(k1=BM25_K1, b=BM25_B)
-    retriever.index(bm25s.tokenize(list(documents), stopwords="en", show_progress=False), show_progress=False)
-    tokens = bm25s.tokenize(list(queries), stopwords="en", return_ids=False, show_progress=False)
-    return np.stack([retriever.get_scores(query) for query in tokens]).astype(np.float64)
-
-
 def hybrid_scores(vector: np.ndarray, text: np.ndarray, item_ids: list[str], config: RetrievalConfig) -> np.ndarray:
     """The engine's hybrid: each list's top `num_candidates` (BM25: matches only), fused linearly; the
     items in neither list score -inf."""
@@ -167,13 +154,13 @@ def score_all(split: HoldoutSplit, table: ItemTable, encoder: TextEncoder, confi
     texts = [review.text for review in split.queries]
     vectors = encoder.encode(texts)
     persona = persona_scores(vectors, table)
-    bm25_personas = bm25_scores(texts, table.persona_texts)
+    bm25_personas = bm25(texts, table.persona_texts)
     return {
         "persona": persona,
         "persona-centroids": persona_scores(vectors, table, table.centroid_vectors),
         "single": vectors @ table.item_vectors.T,
         "bm25-personas": bm25_personas,
-        "bm25-reviews": bm25_scores(texts, table.review_texts),
+        "bm25-reviews": bm25(texts, table.review_texts),
         "hybrid": hybrid_scores(persona, bm25_personas, table.item_ids, config),
     }
 
