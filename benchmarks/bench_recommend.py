@@ -58,6 +58,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rebuild", action="store_true", help="build cached indexes again")
     ap.add_argument("--blas-threads", type=int, default=1, help="BLAS threads for the scans (0: library default)")
     ap.add_argument("--hnsw-dtype", default=HnswConfig.dtype, help="HnswConfig.dtype: f32 (default), f16 or i8")
+    ap.add_argument("--connectivity", type=int, default=HnswConfig.connectivity, help="HnswConfig.connectivity (M)")
     return ap.parse_args()
 
 
@@ -290,7 +291,7 @@ def main() -> None:
     names = [n.strip() for n in args.catalogs.split(",") if n.strip()]
     if unknown := [n for n in names if n not in CATALOGS]:
         raise SystemExit(f"unknown catalogs {unknown}; choose from {list(CATALOGS)}")
-    hnsw = HnswConfig(dtype=args.hnsw_dtype)
+    hnsw = HnswConfig(dtype=args.hnsw_dtype, connectivity=args.connectivity)
     info = {"machine": machine(), "hnsw": hnsw.__dict__, "args": {k: str(v) for k, v in vars(args).items()},
             "noise": NOISE, "queries": HELD_OUT}
     real, queries, model = real_rows(args)
