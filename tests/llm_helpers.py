@@ -34,19 +34,6 @@ def load(paths: dict[str, Path]):
     return load_catalog(paths["items"], paths["reviews"], LineReader())
 
 
-def prompt_ids(request: dict) -> list[str]:
-    """The local review ids (R1, R2, ...) shown in the prompt."""
-    user = request["messages"][-1]["content"] if request["messages"][-1]["role"] == "user" else ""
-    text = "\n".join(m["content"] for m in request["messages"] if m["role"] == "user")
-    return list(dict.fromkeys(re.findall(r"^\[(R\d+)\]", user or text, flags=re.MULTILINE)))
-
-
-def item_title(request: dict) -> str:
-    match = re.search(r"^Title: (.*)$", request["messages"][-1]["content"], flags=re.MULTILINE) or re.search(
-        r"^Title: (.*)$", "\n".join(m["content"] for m in request["messages"]), flags=re.MULTILINE)
-    return match.group(1) if match else "unknown"
-
-
 def personas_answer(ids: list[str], names=("Careful Shoppers", "Sharp Critics"), evidence=None) -> str:
     """A valid answer: one persona per name, citing the given ids (default: alternate prompt ids)."""
     personas = []

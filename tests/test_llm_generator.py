@@ -242,3 +242,12 @@ def test_stage_one_extracts_aspects_per_review_and_synthesis_reads_them(fake, en
         == len(reviews)
     assert generator.info.prompt_version == "review_aspects/v1+persona_synthesis/v1"
     assert {line.stage: line.requests for line in generator.ledger.lines()} == {"aspects": len(reviews), "personas": 1}
+
+
+def test_the_repeat_penalty_is_sent_in_every_structured_output_form(fake, encoder, examples, tmp_path):
+    item, reviews = first(load(examples))
+    fake.script(server_error(400), server_error(400))  # json_schema, then json_object+schema refused
+    make_generator(fake, encoder, tmp_path, repeat_penalty=1.2).generate(item, reviews)
+    bodies = fake.chat_requests()
+    assert [b["response_format"]["type"] for b in bodies] == ["json_schema", "json_object", "json_object"]
+    assert all(b["repeat_penalty"] == 1.2 for b in bodies)

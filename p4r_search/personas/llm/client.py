@@ -105,6 +105,8 @@ class ChatClient:
                                 "max_tokens": s.max_output_tokens}
         if s.seed is not None:
             body["seed"] = s.seed
+        if s.repeat_penalty is not None:  # llama.cpp / vLLM sampling option, not part of OpenAI's API
+            body["repeat_penalty"] = s.repeat_penalty
         if mode == "json_schema":
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": name, "schema": schema, "strict": True}}
@@ -114,8 +116,6 @@ class ChatClient:
         body["response_format"] = {"type": "json_object"}
         if mode == "json_object_schema":  # llama.cpp's extension: the schema becomes a sampling grammar
             body["response_format"]["schema"] = schema
-        if s.repeat_penalty is not None:  # llama.cpp / vLLM sampling option, not part of OpenAI's API
-            body["repeat_penalty"] = s.repeat_penalty
         return body
 
     def complete(self, stage: str, messages: list[dict], schema: dict, name: str, validate: Callable[[str], T]) -> T:

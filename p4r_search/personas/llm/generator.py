@@ -176,5 +176,4 @@ def _same_words(a: DraftPersona, b: DraftPersona) -> bool:
 def _is_api_error(exc: Exception) -> bool:
     import openai
 
-    return isinstance(exc, openai.OpenAIError) and not isinstance(exc, (openai.AuthenticationError,
-                                                                          openai.PermissionDeniedError))
+    return isinstance(exc, openai.OpenAIError)  # 401/403/404 never get here: the client raises EndpointError
