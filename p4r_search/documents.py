@@ -1,7 +1,8 @@
 """Personas + vectors → index documents: one per item, holding its personas and their vectors.
 
-The text embedded for a persona (and searched with BM25) is `Persona.embedding_text`: its name,
-description and rationale, joined.
+The text searched with BM25 is `Persona.embedding_text`: its name, description and rationale, joined. What
+is embedded depends on the persona vector kind (persona_vectors.py): that text, the persona's evidence
+reviews, or both.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from .encoder import TextEncoder
 from .models import GeneratorInfo, Item, ItemPersonas, Persona
+from .persona_vectors import PersonaVectorKind, combine, parse_kind, recipe
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class ItemDocument:
     encoder_model: str
     categories: tuple[str, ...] = ()
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    persona_vector: str = PersonaVectorKind.TEXT.value
+    text_fallbacks: int = 0  # personas embedded by their text because no evidence review was known
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or len(self.vectors) != len(self.personas):
@@ -39,20 +43,30 @@ def build_documents(
     encoder: TextEncoder,
     items: Mapping[str, Item] | None = None,
     batch_items: int = 64,
+    *,
+    persona_vector: PersonaVectorKind | str = PersonaVectorKind.TEXT,
+    review_texts: Mapping[str, str] | None = None,
 ) -> Iterator[ItemDocument]:
-    """Encode personas in batches of items; item metadata (title, categories, attributes) is optional."""
+    """Encode personas in batches of items; item metadata (title, categories, attributes) is optional.
+    `review_texts` (review id → text) is needed by the `evidence` and `blend` persona vectors."""
+    kind = parse_kind(persona_vector)
+    evidence = review_texts if kind is not PersonaVectorKind.TEXT else None
     records = iter(records)
     while batch := list(islice(records, batch_items)):
-        texts = [p.embedding_text for record in batch for p in record.personas]
-        vectors = encoder.encode(texts)
+        personas = [p for record in batch for p in record.personas]
+        made = recipe(personas, evidence)
+        vectors, _ = combine(kind, made, encoder.encode(made.texts))
         start = 0
         for record in batch:
             end = start + len(record.personas)
-            yield make_document(record, vectors[start:end], encoder.model_name, (items or {}).get(record.item_id))
+            fallbacks = sum(len(rows) == 0 for rows in made.evidence_rows[start:end]) if evidence is not None else 0
+            yield make_document(record, vectors[start:end], encoder.model_name, (items or {}).get(record.item_id),
+                                persona_vector=kind.value, text_fallbacks=fallbacks)
             start = end
 
 
-def make_document(record: ItemPersonas, vectors: np.ndarray, encoder_model: str, item: Item | None) -> ItemDocument:
+def make_document(record: ItemPersonas, vectors: np.ndarray, encoder_model: str, item: Item | None, *,
+                  persona_vector: str = PersonaVectorKind.TEXT.value, text_fallbacks: int = 0) -> ItemDocument:
     return ItemDocument(
         item_id=record.item_id,
         title=item.title if item else record.item_id,
@@ -63,4 +77,6 @@ def make_document(record: ItemPersonas, vectors: np.ndarray, encoder_model: str,
         encoder_model=encoder_model,
         categories=tuple(item.categories) if item else (),
         attributes=dict(item.attributes) if item else {},
+        persona_vector=persona_vector,
+        text_fallbacks=text_fallbacks,
     )

@@ -1,20 +1,38 @@
 """User profiles: history → one unit vector.
 
-An interacted item is represented by the normalised mean of its persona vectors (what the index holds),
-so a profile needs nothing but the index. The history profile is the recency-weighted mean of the last
-N items, weight gamma**age with age 0 for the most recent (Persona4Rec: N=10, gamma=0.65). A free-text
-profile is the embedding of the text (the user's own reviews, or a description of what they want).
-Both together are mixed as (1 - text_weight) * history + text_weight * text, then normalised.
+Each interaction of the history becomes one vector, by the profile source:
+
+- `items`: the item, as the normalised mean of its persona vectors (what the index holds), so a profile
+  needs nothing but the index;
+- `reviews`: what the user wrote about the item (the embedding of their review), as in Persona4Rec; an
+  interaction without a review falls back to the item;
+- `both`: the normalised sum of the item and the review (the item alone without a review).
+
+The history profile is the recency-weighted mean of the last N interactions, weight gamma**age with age 0
+for the most recent (Persona4Rec: N=10, gamma=0.65). A free-text profile is the embedding of the text (a
+description of what they want). Both together are mixed as (1 - text_weight) * history + text_weight *
+text, then normalised. The same functions build profiles for serving, evaluation and training, so the
+three agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ChoiceError, ConfigError
+
+
+class ProfileSource(str, Enum):
+    ITEMS = "items"
+    REVIEWS = "reviews"
+    BOTH = "both"
+
+
+PROFILE_SOURCES = tuple(s.value for s in ProfileSource)
 
 
 @dataclass(frozen=True)
@@ -22,8 +40,13 @@ class ProfileConfig:
     last_n: int = 10
     gamma: float = 0.65
     text_weight: float = 0.5
+    source: ProfileSource = ProfileSource.ITEMS
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "source", ProfileSource(self.source))
+        except ValueError:
+            raise ChoiceError("profile source", self.source, PROFILE_SOURCES) from None
         if self.last_n < 1:
             raise ConfigError(f"last_n must be at least 1, got {self.last_n}")
         if not 0 < self.gamma <= 1:
@@ -42,6 +65,31 @@ def normalise(vector: np.ndarray) -> np.ndarray:
 def item_vector(persona_vectors: np.ndarray) -> np.ndarray:
     """An item as one vector: the normalised mean of its persona vectors."""
     return normalise(np.asarray(persona_vectors, dtype=np.float32).mean(axis=0))
+
+
+def interaction_vectors(items: np.ndarray, reviews: np.ndarray, has_review: np.ndarray,
+                        source: ProfileSource | str) -> np.ndarray:
+    """History interactions as unit rows: the item's vector, the user's review's, or both (see the module).
+    `items` and `reviews` are (n, dim) unit rows; where `has_review` is False the item is used."""
+    source = ProfileSource(source)
+    items = _unit_rows(items)
+    if source is ProfileSource.ITEMS:
+        return items
+    reviews = _unit_rows(reviews)
+    mixed = reviews if source is ProfileSource.REVIEWS else _unit_rows(items + reviews)
+    return np.where(np.asarray(has_review, dtype=bool)[:, None], mixed, items).astype(np.float32)
+
+
+def interaction_vector(item: np.ndarray, review: np.ndarray | None, source: ProfileSource | str) -> np.ndarray:
+    """One history interaction as a unit vector (`interaction_vectors` for one row)."""
+    reviews = np.zeros_like(item) if review is None else review
+    return interaction_vectors(item[None, :], reviews[None, :], np.array([review is not None]), source)[0]
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float64)
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def recency_weights(count: int, gamma: float) -> np.ndarray:

@@ -38,3 +38,23 @@ def amazon_slice(folder: Path, every_nth_user: int) -> Path:
     write_jsonl(out / "reviews.jsonl", [r for r in read_jsonl(full / "reviews.jsonl") if r["user_id"] in kept])
     write_jsonl(out / "items.jsonl", [i for i in read_jsonl(full / "items.jsonl") if i["item_id"] in items])
     return out
+
+
+DIGITAL_MUSIC = ROOT.parent / "shared" / "data" / "amazon-digital-music-prefix" / "reviews_Digital_Music_5.prefix.json.gz"
+needs_digital_music = pytest.mark.skipif(not DIGITAL_MUSIC.is_file(),
+                                         reason=f"needs {DIGITAL_MUSIC} (research-only data)")
+
+
+def digital_music_slice(folder: Path, items: int) -> Path:
+    """Digital Music through the real `p4r data convert-amazon`, cut to its first `items` items (by id), with
+    their reviews and interactions: real users who reviewed several of them, in a few hundred reviews."""
+    from conftest import run_cli
+
+    full = folder / "full"
+    run_cli("data", "convert-amazon", DIGITAL_MUSIC, "-o", full)
+    kept = {i["item_id"] for i in sorted(read_jsonl(full / "items.jsonl"), key=lambda i: i["item_id"])[:items]}
+    out = folder / "slice"
+    out.mkdir()
+    for name in ("items", "reviews", "interactions"):
+        write_jsonl(out / f"{name}.jsonl", [r for r in read_jsonl(full / f"{name}.jsonl") if r["item_id"] in kept])
+    return out

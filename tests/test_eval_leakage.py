@@ -10,7 +10,7 @@ from eval_data import amazon_slice, needs_amazon
 from p4r_search.evaluation.data import load_eval_data
 from p4r_search.evaluation.embedding_cache import CachedEncoder
 from p4r_search.evaluation.split import leave_one_out, training_reviews
-from p4r_search.evaluation.vectors import build_personas, review_vectors, training_catalog
+from p4r_search.evaluation.vectors import build_personas, training_catalog
 from p4r_search.io import LineReader
 from p4r_search.models import Interaction, Review
 
@@ -86,7 +86,7 @@ def test_no_held_out_review_reaches_the_personas(tmp_path, encoder):
     assert not held_texts & {(r.user_id, r.text) for r in persona_input}
 
     cache = CachedEncoder(encoder, tmp_path / "vectors.sqlite")
-    review_vectors(catalog, cache)
+    cache.encode(sorted({r.text for r in persona_input}))
     records = build_personas(catalog, "extractive", cache, tmp_path / "personas.jsonl", seed=0)
     assert set(records) == set(catalog.items)
     used = {rid for record in records.values() for rid in record.used_review_ids}

@@ -46,13 +46,45 @@ def test_report_shape(loo_run):
         assert all(0 <= r[m] <= 1 for m in METRICS), r
     config = report["config"]
     assert config["persona_generator"]["name"] == "extractive"
-    assert config["seeds"] == {"generator": 0, "cf": 0}
+    assert config["seeds"] == {"generator": 0, "cf": 0, "training": 0}
     assert set(config["cf_params"]) == {"bpr", "als"}
     assert config["counts"]["users_evaluated"] > 100
     summary = report["summary"]
     assert summary["strongest_generator"] in GENERATORS and summary["best_persona_reranker"] in ("persona", "fusion")
     assert "## Headline (test)" in printed and "| als | persona |" in printed
     assert (out / "results.md").read_text().startswith("# Leave-one-out evaluation")
+
+
+@needs_amazon
+def test_every_variant_is_tuned_and_reported_with_the_headline_interval(loo_run):
+    _, out, printed = loo_run
+    report = json.loads((out / "results.json").read_text())
+    summary, strongest = report["summary"], report["summary"]["strongest_generator"]
+    variants = {(p, e, k) for p in ("items", "reviews", "both") for e in ("untrained", "trained")
+                for k in ("text", "evidence", "blend")}
+    found = {}
+    for r in report["ablation"]:
+        found.setdefault((r["candidates"], r["reranker"]), set()).add((r["profile"], r["encoder"], r["persona_vector"]))
+    assert found == {(strongest, "persona"): variants, (strongest, "single"): variants,
+                     (strongest, "fusion"): variants, ("none", "persona"): variants, ("none", "single"): variants}
+    for r in report["results"]:
+        if r["reranker"] in ("persona", "single", "fusion"):
+            assert {"profile", "encoder", "persona_vector", "N", "gamma"} <= r["params"].keys()
+    persona = row(report["results"], "test", strongest, "persona")["params"]
+    single = row(report["results"], "test", strongest, "single")["params"]
+    assert [persona[k] for k in ("profile", "encoder", "persona_vector")] == \
+        [single[k] for k in ("profile", "encoder", "persona_vector")]  # the same encoder and profile
+    interval = summary["persona_lift_ci95"]["NDCG@10"]
+    assert interval["ci95"][0] <= interval["difference"] <= interval["ci95"][1]
+    assert interval["cases"] == report["config"]["counts"]["users_evaluated"]
+    start = summary["start_with"]
+    assert start["profile_source"] in ("items", "reviews", "both") and start["encoder"] in ("untrained", "trained")
+    if summary["best_persona_reranker"] == "fusion":
+        assert 0 <= start["candidate_weight"] <= 1
+    heads = report["config"]["training"]["heads"]
+    assert len(heads) == 9 and all(h["losses"][-1] < h["losses"][0] for h in heads.values())
+    assert (out / "encoder" / "modules.json").is_file() == (start["encoder"] == "trained")
+    assert "## Ablation" in printed and "bootstrap 95 % interval" in printed
 
 
 @needs_amazon

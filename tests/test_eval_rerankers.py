@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from p4r_search.evaluation.candidates import CFParams, cf_scores, interaction_matrix, popularity_scores, top_k
-from p4r_search.evaluation.rerankers import PersonaSetting, fuse, fused_order, max_sim, profiles, rerank
+from p4r_search.evaluation.rerankers import fuse, fused_order, max_sim, rerank
+from p4r_search.evaluation.variants import HistoryTable
 from p4r_search.evaluation.vectors import PersonaVectors
 from p4r_search.profile import ProfileConfig, history_profile, item_vector
 from p4r_search.scoring import ExactScorer
@@ -45,19 +46,13 @@ def test_max_sim_and_profiles_agree_with_the_package_scorer():
     vectors = unit_rows(rng, sum(sizes))
     personas = PersonaVectors(np.concatenate([[0], np.cumsum(sizes)]), vectors)
     groups = [vectors[s:e] for s, e in zip(personas.offsets[:-1], personas.offsets[1:])]
-    setting = PersonaSetting(last_n=2, gamma=0.5)
     history = [3, 0, 2]
-    profile = profiles([history], personas.item_vectors(), setting)[0]
+    table = HistoryTable.build(["u"], [history], [f"i{n}" for n in range(4)], {})
+    profile = table.profiles(personas.item_vectors(), vectors, "items", last_n=2, gamma=0.5)[0]
     expected = history_profile([item_vector(groups[i]) for i in history], ProfileConfig(last_n=2, gamma=0.5))
     assert profile == pytest.approx(expected, abs=1e-6)
     reference = ExactScorer([f"i{n}" for n in range(4)], groups).item_scores(profile)
     assert max_sim(profile[None, :], personas)[0] == pytest.approx(reference, abs=1e-6)
-    top1 = personas.top(1)
-    assert top1.offsets.tolist() == [0, 1, 2, 3, 4] and (top1.vectors[2] == vectors[4]).all()
-
-
-def test_an_empty_history_gives_a_zero_profile():
-    assert not profiles([[]], np.eye(3, dtype=np.float32), PersonaSetting(10, 0.65)).any()
 
 
 def test_popularity_counts_users_and_cf_fits_repeat_with_a_seed():

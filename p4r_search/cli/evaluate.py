@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..personas import GENERATORS
+from ..training.head import HeadSettings
 from .app import cli
 from .options import make_reader, model_option, progress_bar, progress_option, report_rejects, skip_invalid_option
 
@@ -35,18 +36,23 @@ def evaluate() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the persona generator and CF models.")
 @click.option("--min-rating", type=float, default=3.0, show_default=True,
               help="Interactions rated at least this are positives (validation and test targets).")
+@click.option("--train/--no-train", default=True, show_default=True,
+              help="Also train the encoder on the training split (one head per profile source and persona vector).")
+@click.option("--train-epochs", type=int, default=HeadSettings.epochs, show_default=True, help="Training epochs.")
 @skip_invalid_option
 @progress_option
 @click.option("--json", "as_json", is_flag=True, help="Print results.json instead of the table.")
-def loo(data_dir, out, work, generator, model, seed, min_rating, skip_invalid, progress, as_json):
+def loo(data_dir, out, work, generator, model, seed, min_rating, train, train_epochs, skip_invalid, progress, as_json):
     """Leave-one-out: per user, the last positive interaction is test, the one before it validation.
 
     Candidates (top 20, history excluded) come from popularity and CF (implicit BPR and ALS, tuned on
     validation); they are reranked by persona max-sim, a single-vector item embedding, BM25 of the
     user's reviews, the CF score, and a fusion of the generator's rank with the persona score. Persona
-    max-sim, single-vector and BM25 also rank the full catalog (candidates "none"). N, gamma, personas
-    per item and the fusion weight are tuned on validation; test is measured once at the choice.
-    Personas and embeddings are built only from reviews that are not held out, and cached under --work.
+    max-sim, single-vector and BM25 also rank the full catalog (candidates "none"). Every variant
+    (profile source × encoder, untrained or trained here × persona vector kind), N, gamma and the fusion
+    weight are tuned on validation; test is measured once at the choice. Personas, embeddings and training
+    use only reviews and interactions that are not held out; personas and vectors are cached under --work.
+    When the chosen variant has a trained encoder, it is saved to OUT/encoder for `--embedding-model`.
     """
     from ..encoder import Encoder
     from ..evaluation.data import load_eval_data
@@ -57,11 +63,33 @@ def loo(data_dir, out, work, generator, model, seed, min_rating, skip_invalid, p
     reader = make_reader(skip_invalid, None, out / "rejects.jsonl")
     data = load_eval_data(data_dir, reader)
     report_rejects(reader)
-    settings = LooSettings(generator=generator, seed=seed, min_rating=min_rating)
-    report = run_loo(data, settings, Encoder(model), work or out / "work", progress=progress_bar(progress, "personas"))
+    settings = LooSettings(generator=generator, seed=seed, min_rating=min_rating, train=train,
+                           head=HeadSettings(epochs=train_epochs, seed=seed))
+    encoder = Encoder(model)
+    report = run_loo(data, settings, encoder, work or out / "work", progress=progress_bar(progress, "personas"))
     json_path, md_path = write_report(report, out)
+    if report.chosen_head is not None:
+        saved = save_chosen_encoder(report, encoder.model_name, data_dir, out / "encoder")
+        click.echo(f"the chosen variant's trained encoder: {saved} (use it with --embedding-model)", err=True)
     if as_json:
         click.echo(json.dumps(report_json(report)))
     else:
         click.echo(markdown(report))
         click.echo(f"written to {json_path} and {md_path}")
+
+
+def save_chosen_encoder(report, base_model: str, data_dir: Path, folder: Path) -> Path:
+    import shutil
+
+    from ..evaluation.data import FILES
+    from ..training import data_hash, save_encoder
+
+    setting = report.summary["best_persona_setting"]
+    card = {"base_model": base_model, "data": str(data_dir), "data_hash": data_hash([data_dir / f for f in FILES]),
+            "split": {"kind": "leave-one-out training split", "min_rating": report.config["min_rating"]},
+            "profile": {"source": setting["profile"], "last_n": 10, "gamma": 0.65},
+            "persona_vector": setting["persona_vector"], "head": report.config["training"]["head"],
+            "examples": report.chosen_head.examples, "losses": report.chosen_head.losses,
+            "chosen_by": "p4r eval loo, on validation " + report.config["tune_metric"]}
+    shutil.rmtree(folder, ignore_errors=True)
+    return save_encoder(base_model, report.chosen_head.weight, folder, card)

@@ -13,7 +13,8 @@ from ..catalog import load_items
 from ..documents import build_documents
 from ..encoder import Encoder
 from ..errors import ConfigError
-from ..models import ItemPersonas
+from ..models import ItemPersonas, Review
+from ..persona_vectors import PERSONA_VECTOR_KINDS
 from .app import cli
 from .engines import engine_options, open_backend
 from .options import (
@@ -43,6 +44,42 @@ def read_records(personas_path, reader):
     return list({r.item_id: r for _, r, _ in reader.read(personas_path, ItemPersonas)}.values())
 
 
+persona_vector_options = [
+    click.option("--persona-vector", type=click.Choice(PERSONA_VECTOR_KINDS), default="text", show_default=True,
+                 help="What a persona vector embeds: its text, the centroid of its evidence reviews (needs "
+                      "--reviews), or both (blend). `p4r eval loo` says which ranks best on your data."),
+    click.option("--reviews", "reviews_path", type=input_file, default=None,
+                 help="Reviews JSONL: the evidence texts for --persona-vector evidence or blend."),
+]
+
+
+def with_persona_vector_options(f):
+    for option in reversed(persona_vector_options):
+        f = option(f)
+    return f
+
+
+def read_review_texts(persona_vector, reviews_path, reader) -> dict[str, str] | None:
+    if persona_vector == "text":
+        return None
+    if reviews_path is None:
+        raise ConfigError(f"--persona-vector {persona_vector} needs --reviews (the texts the personas cite)")
+    return {review.review_id: review.text for _, review, _ in reader.read(reviews_path, Review)}
+
+
+def counted(docs, tally: dict):
+    """Passes documents through, adding up the personas embedded by their text for want of evidence."""
+    for doc in docs:
+        tally["text_fallbacks"] = tally.get("text_fallbacks", 0) + doc.text_fallbacks
+        yield doc
+
+
+def warn_fallbacks(tally: dict) -> None:
+    if tally.get("text_fallbacks"):
+        click.echo(f"warning: {tally['text_fallbacks']} persona(s) cite no review found in --reviews; "
+                   "their text vectors were used", err=True)
+
+
 def write_to_cluster(backend, docs, *, partial, failed_docs, chunk_size, progress, total, as_json, dry_run):
     failed_docs.unlink(missing_ok=True)  # the file lists this run's failures only
     with counting_bar(progress, total, "bulk") as bar:
@@ -64,6 +101,7 @@ def write_to_cluster(backend, docs, *, partial, failed_docs, chunk_size, progres
 @engine_options
 @click.option("--items", "items_path", type=input_file, default=None, help="Items JSONL: titles and filter fields.")
 @model_option
+@with_persona_vector_options
 @skip_invalid_option
 @rejects_option
 @click.option("--failed-docs", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -72,7 +110,8 @@ def write_to_cluster(backend, docs, *, partial, failed_docs, chunk_size, progres
 @progress_option
 @json_option
 def build(personas_path, engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
-          assume_license, items_path, model, skip_invalid, rejects, failed_docs, chunk_size, progress, as_json):
+          assume_license, items_path, model, persona_vector, reviews_path, skip_invalid, rejects, failed_docs,
+          chunk_size, progress, as_json):
     """Embed personas and write them, one document per item, replacing what an item had.
 
     Embedded: one atomic commit; an interrupted build leaves the index as it was.
@@ -81,20 +120,26 @@ def build(personas_path, engine, index_name, url, ca_certs, insecure, os_engine,
     reader = make_reader(skip_invalid, rejects, Path(f"{index_name}.rejects.jsonl"))
     items = load_items(items_path, reader)[0] if items_path else None
     records = read_records(personas_path, reader)
+    review_texts = read_review_texts(persona_vector, reviews_path, reader)
     report_rejects(reader)
     backend = open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
                            assume_license, writable=True)
+    tally: dict = {}
+    vectors = {"persona_vector": persona_vector, "review_texts": review_texts}
     if engine != "embedded":
-        docs = build_documents(records, Encoder(model), items)
+        docs = counted(build_documents(records, Encoder(model), items, **vectors), tally)
         failed = failed_docs or Path(f"{index_name}.failed.jsonl")
-        return write_to_cluster(backend, docs, partial=False, failed_docs=failed, chunk_size=chunk_size,
-                                progress=progress and not dry_run, total=len(records), as_json=as_json,
-                                dry_run=dry_run)
+        write_to_cluster(backend, docs, partial=False, failed_docs=failed, chunk_size=chunk_size,
+                         progress=progress and not dry_run, total=len(records), as_json=as_json, dry_run=dry_run)
+        return warn_fallbacks(tally)
     encoder = Encoder(model or backend.model_name)
-    docs = build_documents(progress_bar(progress, "index")(records), encoder, items)
+    docs = counted(build_documents(progress_bar(progress, "index")(records), encoder, items, **vectors), tally)
     written = backend.upsert(docs)
-    summary = {"items": written, "index": index_name, "rejected_lines": reader.rejects.count}
-    click.echo(json.dumps(summary) if as_json else f"{written} item(s) indexed into {index_name}")
+    warn_fallbacks(tally)
+    summary = {"items": written, "index": index_name, "rejected_lines": reader.rejects.count,
+               "persona_vector": persona_vector, "text_fallbacks": tally.get("text_fallbacks", 0)}
+    click.echo(json.dumps(summary) if as_json else
+               f"{written} item(s) indexed into {index_name} ({persona_vector} persona vectors)")
 
 
 @index.command("create")
@@ -116,6 +161,7 @@ def create(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assu
 @click.option("--personas", "personas_path", type=input_file, required=True, help="Personas JSONL.")
 @engine_options
 @model_option
+@with_persona_vector_options
 @skip_invalid_option
 @rejects_option
 @click.option("--failed-docs", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -124,7 +170,8 @@ def create(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assu
 @progress_option
 @json_option
 def attach(personas_path, engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
-           assume_license, model, skip_invalid, rejects, failed_docs, chunk_size, progress, as_json):
+           assume_license, model, persona_vector, reviews_path, skip_invalid, rejects, failed_docs, chunk_size,
+           progress, as_json):
     """Add personas to an EXISTING cluster index: put_mapping, then bulk partial updates.
 
     No other field of your documents changes. A conflicting `personas` mapping (another
@@ -134,14 +181,17 @@ def attach(personas_path, engine, index_name, url, ca_certs, insecure, os_engine
         raise ConfigError("attach is for --engine es or opensearch; use `index build` for the embedded engine")
     reader = make_reader(skip_invalid, rejects, Path(f"{index_name}.rejects.jsonl"))
     records = read_records(personas_path, reader)
+    review_texts = read_review_texts(persona_vector, reviews_path, reader)
     report_rejects(reader)
     backend = open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license)
     encoder = Encoder(model)
     backend.attach(encoder.dim, backend.mapping())
     failed = failed_docs or Path(f"{index_name}.failed.jsonl")
-    write_to_cluster(backend, build_documents(records, encoder), partial=True, failed_docs=failed,
-                     chunk_size=chunk_size, progress=progress and not dry_run, total=len(records), as_json=as_json,
-                                dry_run=dry_run)
+    tally: dict = {}
+    docs = counted(build_documents(records, encoder, persona_vector=persona_vector, review_texts=review_texts), tally)
+    write_to_cluster(backend, docs, partial=True, failed_docs=failed, chunk_size=chunk_size,
+                     progress=progress and not dry_run, total=len(records), as_json=as_json, dry_run=dry_run)
+    warn_fallbacks(tally)
 
 
 @index.command("repair")
@@ -166,6 +216,7 @@ def info(index_path, as_json):
         "personas": 0 if cache is None else len(cache),
         "dim": meta.dim,
         "model": meta.model,
+        "persona_vector": meta.persona_vector or ("text" if meta.dim is not None else None),
         "generation": meta.generation,
     }
     if as_json:

@@ -10,8 +10,8 @@ import click
 from ..catalog import load_interactions
 from ..encoder import Encoder
 from ..errors import ConfigError, NotFoundError
-from ..models import Hit
-from ..profile import ProfileConfig
+from ..models import Hit, Review
+from ..profile import PROFILE_SOURCES, ProfileConfig
 from ..query import Fusion, Mode, parse_filters
 from ..recommend import Explanation, Recommender, SearchOptions, UserInput
 from .app import cli
@@ -31,6 +31,10 @@ def user_options(f):
             click.option(
                 "--profile-text-weight", type=float, default=0.5, show_default=True, help="Weight of --text with a history."
             ),
+            click.option("--profile-source", type=click.Choice(PROFILE_SOURCES), default="items", show_default=True,
+                         help="A history interaction as the item, the user's review of it (--reviews), or both."),
+            click.option("--reviews", "reviews_path", type=input_file, default=None,
+                         help="Reviews JSONL: the --user's own reviews, for --profile-source reviews or both."),
             model_option,
             skip_invalid_option,
         ]
@@ -39,7 +43,20 @@ def user_options(f):
     return f
 
 
-def user_input(user_id, interactions_path, history, user_text, backend, skip_invalid) -> UserInput:
+def user_reviews(user_id, reviews_path, source, skip_invalid) -> dict[str, str]:
+    """The user's own reviews (item id → text), read only when the profile source uses them."""
+    if source == "items":
+        return {}
+    if reviews_path is None or not user_id:
+        raise ConfigError(f"--profile-source {source} needs --user and --reviews (the user's own reviews)")
+    reader = make_reader(skip_invalid, None, reviews_path.with_name(reviews_path.name + ".rejects.jsonl"))
+    found = {r.item_id: r.text for _, r, _ in reader.read(reviews_path, Review) if r.user_id == user_id}
+    report_rejects(reader)
+    return found
+
+
+def user_input(user_id, interactions_path, history, user_text, backend, skip_invalid,
+               reviews: dict[str, str] | None = None) -> UserInput:
     if user_id and history:
         raise ConfigError("give --user or --history, not both")
     if user_id:
@@ -51,12 +68,12 @@ def user_input(user_id, interactions_path, history, user_text, backend, skip_inv
         report_rejects(reader)
         if user_id not in by_user:
             raise NotFoundError(f"user {user_id!r} has no interactions in {interactions_path}")
-        return UserInput(history=tuple(i.item_id for i in by_user[user_id]), text=user_text)
+        return UserInput(history=tuple(i.item_id for i in by_user[user_id]), text=user_text, reviews=reviews or {})
     ids = tuple(i.strip() for i in (history or "").split(",") if i.strip())
-    return UserInput(history=ids, text=user_text)
+    return UserInput(history=ids, text=user_text, reviews=reviews or {})
 
 
-def make_recommender(engine_args, model, last_n, gamma, profile_text_weight):
+def make_recommender(engine_args, model, last_n, gamma, profile_text_weight, profile_source="items"):
     # One BLAS thread: a scan is a memory-bound matrix-vector product, and on a busy 2-core machine two
     # threads waited for each other (benchmarks/README.md: 8.0 ms against 0.3 ms for 8,000 rows).
     from threadpoolctl import threadpool_limits
@@ -64,7 +81,8 @@ def make_recommender(engine_args, model, last_n, gamma, profile_text_weight):
     threadpool_limits(1, user_api="blas")
     backend = open_backend(*engine_args)
     encoder = Encoder(model) if model else None
-    return backend, Recommender(backend, encoder=encoder, profile=ProfileConfig(last_n, gamma, profile_text_weight))
+    profile = ProfileConfig(last_n, gamma, profile_text_weight, source=profile_source)
+    return backend, Recommender(backend, encoder=encoder, profile=profile)
 
 
 @cli.command()
@@ -79,20 +97,24 @@ def make_recommender(engine_args, model, last_n, gamma, profile_text_weight):
 @click.option("--text-weight", type=float, default=0.5, show_default=True)
 @click.option("--filter", "filters", multiple=True, metavar="FIELD=VALUE", help="categories=…, item_id=… or attributes.NAME=… (repeatable).")
 @click.option("--candidates", default=None, metavar="ID,ID,…", help="Rerank only these items, scored exactly (the paper's setting).")
+@click.option("--candidate-weight", type=click.FloatRange(0, 1), default=None,
+              help="Fuse --candidates' order (your ranking, best first) with the persona score: "
+                   "(1 - W) * rank part + W * persona part. `p4r eval loo` reports the W to start with.")
 @click.option("--include-seen", is_flag=True, help="Allow items from the user's history.")
 @json_option
-def recommend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight, model,
-              skip_invalid, keywords, k, num_candidates, mode, fusion, vector_weight, text_weight, filters, candidates,
-              include_seen, as_json):
+def recommend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight,
+              profile_source, reviews_path, model, skip_invalid, keywords, k, num_candidates, mode, fusion, vector_weight,
+              text_weight, filters, candidates, candidate_weight, include_seen, as_json):
     """Recommend items for a user, each explained by its best-matching persona."""
     engine_args = (engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license)
-    backend, recommender = make_recommender(engine_args, model, last_n, gamma, profile_text_weight)
-    user = user_input(user_id, interactions_path, history, user_text, backend, skip_invalid)
+    backend, recommender = make_recommender(engine_args, model, last_n, gamma, profile_text_weight, profile_source)
+    reviews = user_reviews(user_id, reviews_path, profile_source, skip_invalid)
+    user = user_input(user_id, interactions_path, history, user_text, backend, skip_invalid, reviews)
     options = SearchOptions(
         k=k, num_candidates=num_candidates, mode=Mode(mode), keywords=keywords, fusion=fusion,
         vector_weight=vector_weight, text_weight=text_weight, filters=parse_filters(filters),
         candidate_ids=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
-        include_seen=include_seen,
+        candidate_weight=candidate_weight, include_seen=include_seen,
     )
     hits = recommender.recommend(user, options)
     if dry_run:
@@ -110,12 +132,13 @@ def recommend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, a
 @user_options
 @click.option("--item", "item_id", required=True, help="The item to explain.")
 @json_option
-def explain(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight, model,
-            skip_invalid, item_id, as_json):
+def explain(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight,
+            profile_source, reviews_path, model, skip_invalid, item_id, as_json):
     """Explain why ITEM suits this user: its personas by similarity, and the history behind the match."""
     engine_args = (engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license)
-    backend, recommender = make_recommender(engine_args, model, last_n, gamma, profile_text_weight)
-    user = user_input(user_id, interactions_path, history, user_text, backend, skip_invalid)
+    backend, recommender = make_recommender(engine_args, model, last_n, gamma, profile_text_weight, profile_source)
+    reviews = user_reviews(user_id, reviews_path, profile_source, skip_invalid)
+    user = user_input(user_id, interactions_path, history, user_text, backend, skip_invalid, reviews)
     explanation = recommender.explain(user, item_id)
     click.echo(explanation.model_dump_json() if as_json else format_explanation(explanation))
 
@@ -125,7 +148,7 @@ def wrap(text: str, indent: str = "     ") -> str:
 
 
 def format_scores(hit: Hit) -> str:
-    return ", ".join(f"{k} {v:.3f}" for k, v in hit.scores.items())
+    return ", ".join(f"{k} {v:.0f}" if k == "candidate_rank" else f"{k} {v:.3f}" for k, v in hit.scores.items())
 
 
 def format_hit(rank: int, hit: Hit) -> str:

@@ -35,7 +35,7 @@ def persona_properties(vector_mapping: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-METADATA_PROPERTY = {"type": "object", "enabled": False}  # `p4r`: generator, input hash, encoder model
+METADATA_PROPERTY = {"type": "object", "enabled": False}  # `p4r`: generator, input hash, encoder model, vector kind
 ITEM_PROPERTIES = {
     "item_id": {"type": "keyword"},
     "title": {"type": "text"},
@@ -74,7 +74,8 @@ def persona_sources(doc: ItemDocument) -> list[dict[str, Any]]:
 
 
 def metadata(doc: ItemDocument) -> dict[str, Any]:
-    return {"generator": doc.generator.model_dump(mode="json"), "input_hash": doc.input_hash, "encoder_model": doc.encoder_model}
+    return {"generator": doc.generator.model_dump(mode="json"), "input_hash": doc.input_hash,
+            "encoder_model": doc.encoder_model, "persona_vector": doc.persona_vector}
 
 
 def bulk_lines(index: str, docs: Iterable[ItemDocument], *, partial: bool) -> list[dict[str, Any]]:

@@ -1,13 +1,14 @@
-"""The leave-one-out protocol (Persona4Rec, issue #5): split, represent, generate candidates, rerank, tune, report.
+"""The leave-one-out protocol (Persona4Rec, issue #5): split, represent, generate candidates, train, rerank, tune.
 
-Everything that is tuned (the CF models' hyperparameters, N, gamma, personas per item, the fusion weight) is
-chosen on the validation item by `LooSettings.tune_metric`; test numbers are then measured once, at the
-chosen setting. Grid ties go to the earlier grid point.
+Everything that is tuned (the CF models' hyperparameters, the variant: profile source × encoder × persona
+vector kind, N, gamma, the fusion weight) is chosen on the validation item by `LooSettings.tune_metric`;
+test numbers are then measured once, at the chosen setting. Grid ties go to the earlier grid point.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,24 +21,21 @@ from scipy.sparse import csr_matrix
 from ..catalog import Catalog
 from ..encoder import TextEncoder
 from ..errors import ConfigError
+from ..persona_vectors import PERSONA_VECTOR_KINDS
+from ..profile import PROFILE_SOURCES, ProfileConfig
+from ..training import HeadSettings, TrainedHead
 from .candidates import CFParams, cf_scores, grid, interaction_matrix, popularity_scores, top_k
 from .data import EvalData
 from .embedding_cache import CachedEncoder
-from .metrics import evaluate
+from .encoders import train_heads, training_inputs
 from .rerankers import bm25, rerank
 from .split import LooSplit, leave_one_out, ordered_interactions, training_reviews
-from .tuning import tune_vector_rerankers
-from .vectors import (
-    PersonaVectors,
-    build_personas,
-    mean_review_vectors,
-    persona_vectors,
-    review_vectors,
-    training_catalog,
-)
+from .summary import headline, make_config
+from .tuning import FULL_CATALOG, Scorer, tune_vector_rerankers
+from .variants import TRAINED, UNTRAINED, Embedded, HistoryTable, TextTable, Variant, embed_variant
+from .vectors import build_personas, training_catalog
 
 log = logging.getLogger(__name__)
-FULL_CATALOG = "none"
 
 
 @dataclass(frozen=True)
@@ -50,26 +48,39 @@ class LooSettings:
     cf_kinds: tuple[str, ...] = ("bpr", "als")
     gammas: tuple[float, ...] = (0.5, 0.65, 0.8, 1.0)
     last_ns: tuple[int, ...] = (1, 3, 10, 30)
-    personas_per_item: tuple[int, ...] = (1, 3, 7)
     fusion_weights: tuple[float, ...] = tuple(round(w, 2) for w in np.linspace(0, 1, 11))
+    profile_sources: tuple[str, ...] = PROFILE_SOURCES
+    persona_vectors: tuple[str, ...] = PERSONA_VECTOR_KINDS
+    train: bool = True
+    head: HeadSettings = field(default_factory=HeadSettings)
     tune_metric: str = "NDCG@10"
+    bootstrap_resamples: int = 2000
 
     def __post_init__(self) -> None:
         if self.tune_metric not in {f"{m}@{k}" for m in ("HR", "MRR", "NDCG") for k in self.ks}:
             raise ConfigError(f"tune metric {self.tune_metric!r} is not one of the reported metrics")
         if self.candidates < max(self.ks):
             raise ConfigError(f"{self.candidates} candidates cannot be cut at k={max(self.ks)}")
+        for source in self.profile_sources:
+            ProfileConfig(source=source)
+
+    def variants(self) -> list[Variant]:
+        encoders = (UNTRAINED, TRAINED) if self.train else (UNTRAINED,)
+        return [Variant(p, e, k) for p in self.profile_sources for e in encoders for k in self.persona_vectors]
 
 
 @dataclass(frozen=True)
 class Fold:
-    """One split of the cases, as item indices: histories, targets, and the CF training matrix."""
+    """One split of the cases, as item indices: histories, targets, and the CF training matrix, whose rows are
+    the evaluated users' histories first, then every other user's interactions (`other_*`, oldest first)."""
 
     name: str
     users: list[str]
     histories: list[list[int]]
     targets: list[str]
-    train: csr_matrix  # the evaluated users' histories first, then every other user's interactions
+    train: csr_matrix
+    other_users: list[str] = field(default_factory=list)
+    other_histories: list[list[int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -90,108 +101,168 @@ class LooReport:
     config: dict[str, Any]
     rows: list[Row]
     summary: dict[str, Any]
+    ablation: list[dict[str, Any]] = field(default_factory=list)
+    chosen_head: TrainedHead | None = None  # the trained head of the headline's variant, if it is trained
 
 
 @dataclass
 class Representations:
     item_ids: list[str]
-    personas: PersonaVectors
-    reviews: np.ndarray  # (items, dim) mean review embeddings
+    records: dict
+    table: TextTable
     item_texts: list[str]
     user_texts: dict[str, str]
+    review_row: dict[tuple[str, str], int]  # (user, item) → text row of the user's training review
 
 
 def make_folds(split: LooSplit, data: EvalData, position: dict[str, int]) -> list[Fold]:
     evaluated = {case.user_id for case in split.test}
-    others = [[position[i.item_id] for i in ordered_interactions(history) if i.item_id in position]
-              for user, history in sorted(data.interactions.items()) if user not in evaluated]
+    other_users = [user for user in sorted(data.interactions) if user not in evaluated]
+    others = [[position[i.item_id] for i in ordered_interactions(data.interactions[user]) if i.item_id in position]
+              for user in other_users]
     folds = []
     for name, cases in split.case_sets().items():
         histories = [[position[i] for i in case.history if i in position] for case in cases]
         folds.append(Fold(name, [c.user_id for c in cases], histories, [c.target for c in cases],
-                          interaction_matrix(histories + others, len(position))))
+                          interaction_matrix(histories + others, len(position)), other_users, others))
     return folds
 
 
-def represent(catalog: Catalog, settings: LooSettings, encoder: TextEncoder, work: Path,
+def represent(catalog: Catalog, settings: LooSettings, cache: CachedEncoder, work: Path,
               progress: Callable[[Iterable], Iterable]) -> tuple[Representations, dict[str, Any]]:
-    cache = CachedEncoder(encoder, work / "vectors.sqlite")
-    log.info("embedding %d training reviews", sum(len(r) for r in catalog.reviews.values()))
-    known = review_vectors(catalog, cache)
+    reviews = [r for rs in catalog.reviews.values() for r in rs]
+    log.info("embedding %d training reviews", len(reviews))
+    cache.encode(sorted({r.text for r in reviews}))  # one bulk call; the generator then finds them cached
     log.info("generating personas (%s) for %d items", settings.generator, len(catalog.items))
     records = build_personas(catalog, settings.generator, cache, work / f"personas-{settings.generator}.jsonl",
                              seed=settings.seed, progress=progress)
+    persona_texts = [p.embedding_text for record in records.values() for p in record.personas]
+    table = TextTable.build([*(r.text for r in reviews), *persona_texts], cache.encode)
     user_reviews: dict[str, list] = defaultdict(list)
-    for reviews in catalog.reviews.values():
-        for review in reviews:
-            if review.user_id is not None:
-                user_reviews[review.user_id].append(review)
+    for review in reviews:
+        if review.user_id is not None:
+            user_reviews[review.user_id].append(review)
     item_texts = [" ".join([item.title, item.description or "", *(r.text for r in catalog.reviews[item.item_id])])
                   for item in catalog.items.values()]
     reps = Representations(
         item_ids=list(catalog.items),
-        personas=persona_vectors(records, cache),
-        reviews=mean_review_vectors(catalog, known),
+        records=records,
+        table=table,
         item_texts=item_texts,
         user_texts={u: " ".join(r.text for r in sorted(rs, key=lambda r: (r.timestamp is None, r.timestamp, r.review_id)))
                     for u, rs in user_reviews.items()},
+        review_row={(r.user_id, r.item_id): table.rows[r.text] for r in reviews if r.user_id is not None},
     )
     generator_info = next(iter(records.values())).generator.model_dump(mode="json") if records else {}
     return reps, generator_info
 
 
 class Evaluator:
-    """Turns index orders into metrics for one fold."""
+    """Turns index orders into metrics for one fold (one relevant item per case; HR = Recall here)."""
 
     def __init__(self, fold: Fold, item_ids: list[str], ks: tuple[int, ...]):
-        self.relevant = [{t} for t in fold.targets]
-        self.item_ids = np.asarray(item_ids, dtype=object)
+        position = {item_id: i for i, item_id in enumerate(item_ids)}
+        self.targets = np.array([position.get(t, -1) for t in fold.targets], dtype=np.int64)
         self.ks = ks
 
+    def per_case(self, order: np.ndarray) -> dict[str, np.ndarray]:
+        """Each metric, one value per case: the metrics module's definitions for a single relevant item."""
+        hits = np.asarray(order) == self.targets[:, None]
+        found = hits.any(axis=1)
+        rank = np.where(found, hits.argmax(axis=1) + 1, np.iinfo(np.int64).max)
+        out = {}
+        for name, value in (("HR", lambda r: np.ones_like(r, dtype=np.float64)), ("MRR", lambda r: 1.0 / r),
+                            ("NDCG", lambda r: 1.0 / np.log2(r + 1.0))):
+            for k in self.ks:
+                inside = rank <= k
+                out[f"{name}@{k}"] = np.where(inside, value(np.where(inside, rank, 1)), 0.0)
+        return out
+
     def __call__(self, order: np.ndarray) -> dict[str, float]:
-        metrics = evaluate([list(row) for row in self.item_ids[order]], self.relevant, self.ks)
-        return {name: value for name, value in metrics.items() if not name.startswith("Recall")}  # = HR here
+        return {name: float(values.mean()) for name, values in self.per_case(order).items()}
 
 
 def run_loo(data: EvalData, settings: LooSettings, encoder: TextEncoder, work: Path,
             progress: Callable[[Iterable], Iterable] = lambda it: it) -> LooReport:
+    started = time.perf_counter()
     split = leave_one_out(data.interactions, settings.min_rating)
     if not split.test:
         raise ConfigError(f"no user has enough interactions for leave-one-out (skipped: {split.skipped})")
     train_reviews = training_reviews(data.reviews, split.held_out)
     catalog = training_catalog(data.items, train_reviews)
-    reps, generator_info = represent(catalog, settings, encoder, work, progress)
+    cache = CachedEncoder(encoder, work / "vectors.sqlite")
+    reps, generator_info = represent(catalog, settings, cache, work, progress)
     position = {item_id: i for i, item_id in enumerate(reps.item_ids)}
     val, test = make_folds(split, data, position)
+    folds = {"validation": val, "test": test}
     evaluators = {f.name: Evaluator(f, reps.item_ids, settings.ks) for f in (val, test)}
 
     log.info("candidate generators")
     generator_scores, cf_chosen = generate(val, test, settings, evaluators)
-    candidates = {split_name: {name: top_k(scores, fold.histories, settings.candidates)
-                               for name, scores in generator_scores[split_name].items()}
-                  for split_name, fold in (("validation", val), ("test", test))}
+    candidates = {name: {g: top_k(scores, folds[name].histories, settings.candidates)
+                         for g, scores in generator_scores[name].items()} for name in folds}
     best_cf = max(cf_chosen, key=lambda kind: cf_chosen[kind][1])
-    rows: list[Row] = []
-    for split_name in ("validation", "test"):
-        ev = evaluators[split_name]
+    strongest = max(candidates["validation"],
+                    key=lambda g: evaluators["validation"](candidates["validation"][g])[settings.tune_metric])
+    rows = generator_rows(candidates, generator_scores, cf_chosen, best_cf, evaluators)
+    rows += bm25_rows(reps, folds, candidates, evaluators, settings)
+
+    heads: dict[tuple[str, str], TrainedHead] = {}
+    if settings.train:
+        log.info("training encoder heads on the training split")
+        inputs = training_inputs(val, reps.item_ids, all_rows_scores(strongest, val, settings, cf_chosen),
+                                 [r for rs in catalog.reviews.values() for r in rs], reps.records)
+        heads = train_heads(inputs, reps.table, settings.profile_sources, settings.persona_vectors, ProfileConfig(),
+                            settings.head)
+    log.info("persona and single-vector rerankers over %d variants", len(settings.variants()))
+    embedded: dict[Variant, Embedded] = {}
+    for variant in settings.variants():
+        head = heads.get((variant.profile, variant.persona_vector)) if variant.encoder == TRAINED else None
+        embedded[variant] = embed_variant(variant.persona_vector, catalog, reps.records, reps.table,
+                                          head.apply if head else None)
+    scorers = {name: Scorer(HistoryTable.build(f.users, f.histories, reps.item_ids, reps.review_row), embedded)
+               for name, f in folds.items()}
+    histories = {name: f.histories for name, f in folds.items()}
+    vector_rows, ablation, orders = tune_vector_rerankers(scorers, evaluators, candidates, histories, settings,
+                                                          strongest)
+    rows += vector_rows
+    summary = headline(rows, settings, strongest, orders, evaluators, candidates)
+    chosen = summary["best_persona_setting"]
+    chosen_head = heads.get((chosen["profile"], chosen["persona_vector"])) if chosen["encoder"] == TRAINED else None
+    config = make_config(settings, generator_info, encoder, split, data, catalog, reps, train_reviews, best_cf,
+                         cf_chosen, heads, time.perf_counter() - started)
+    return LooReport(config, rows, summary, ablation, chosen_head)
+
+
+def generator_rows(candidates, generator_scores, cf_chosen, best_cf, evaluators) -> list[Row]:
+    rows = []
+    for split_name, ev in evaluators.items():
         for name, cands in candidates[split_name].items():
             rows.append(Row(split_name, name, "none", ev(cands), cf_chosen[name][0] if name in cf_chosen else {}))
             rows.append(Row(split_name, name, "cf", ev(rerank(generator_scores[split_name][best_cf], cands)),
                             {"model": best_cf}))
+    return rows
 
+
+def bm25_rows(reps: Representations, folds, candidates, evaluators, settings: LooSettings) -> list[Row]:
     log.info("BM25")
-    for split_name, fold in (("validation", val), ("test", test)):
+    rows = []
+    for split_name, fold in folds.items():
         scores = bm25([reps.user_texts.get(u, "") for u in fold.users], reps.item_texts)
         for name, cands in candidates[split_name].items():
             rows.append(Row(split_name, name, "bm25", evaluators[split_name](rerank(scores, cands))))
         rows.append(Row(split_name, FULL_CATALOG, "bm25",
                         evaluators[split_name](top_k(scores, fold.histories, settings.candidates))))
+    return rows
 
-    log.info("persona and single-vector rerankers")
-    rows += tune_vector_rerankers(val, test, reps, candidates, settings, evaluators)
-    config = make_config(settings, generator_info, encoder, split, data, catalog, reps, train_reviews, best_cf,
-                         cf_chosen)
-    return LooReport(config, rows, headline(rows, settings.tune_metric, list(candidates["validation"])))
+
+def all_rows_scores(generator: str, fold: Fold, settings: LooSettings,
+                    cf_chosen: dict[str, tuple[dict[str, Any], float]]) -> np.ndarray:
+    """The generator's scores for every row of the fold's training matrix (hard negatives for training)."""
+    rows = fold.train.shape[0]
+    if generator == "popularity":
+        return popularity_scores(fold.train, rows)
+    return cf_scores(CFParams(generator, cf_chosen[generator][0]), fold.train, rows, settings.seed)
 
 
 def generate(val: Fold, test: Fold, settings: LooSettings, evaluators: dict[str, Evaluator]
@@ -215,60 +286,3 @@ def generate(val: Fold, test: Fold, settings: LooSettings, evaluators: dict[str,
         scores["validation"][kind] = best_scores
         scores["test"][kind] = cf_scores(CFParams(kind, best_params.params), test.train, len(test.users), settings.seed)
     return scores, chosen
-
-
-def make_config(settings: LooSettings, generator_info: dict[str, Any], encoder: TextEncoder, split: LooSplit,
-                data: EvalData, catalog: Catalog, reps: Representations, train_reviews: list, best_cf: str,
-                cf_chosen: dict[str, tuple[dict[str, Any], float]]) -> dict[str, Any]:
-    return {
-        "task": "loo",
-        "persona_generator": generator_info,
-        "encoder_model": encoder.model_name,
-        "seeds": {"generator": settings.seed, "cf": settings.seed},
-        "min_rating": settings.min_rating,
-        "candidates_per_user": settings.candidates,
-        "tune_metric": settings.tune_metric + " on validation",
-        "cf_params": {kind: params for kind, (params, _) in cf_chosen.items()},
-        "cf_reranker_model": best_cf,
-        "grids": {"N": list(settings.last_ns), "gamma": list(settings.gammas),
-                  "personas_per_item": list(settings.personas_per_item),
-                  "fusion_weight": list(settings.fusion_weights)},
-        "counts": {
-            "users_evaluated": len(split.test),
-            "users_skipped": split.skipped,
-            "items": len(data.items),
-            "items_with_training_reviews": len(catalog.items),
-            "reviews": len(data.reviews),
-            "training_reviews": len(train_reviews),
-            "reviews_excluded_from_personas": len(data.reviews) - len(train_reviews),
-            "personas": int(reps.personas.offsets[-1]),
-            "test_targets_without_training_reviews": sum(c.target not in catalog.items for c in split.test),
-        },
-    }
-
-
-def find(rows: list[Row], split: str, candidates: str, reranker: str) -> Row:
-    return next(r for r in rows if (r.split, r.candidates, r.reranker) == (split, candidates, reranker))
-
-
-def compare(base: Row, other: Row, metrics: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
-    return {m: {"base": base.metrics[m], "other": other.metrics[m], "difference": other.metrics[m] - base.metrics[m],
-                "relative": (other.metrics[m] - base.metrics[m]) / base.metrics[m] if base.metrics[m] else None}
-            for m in metrics}
-
-
-def headline(rows: list[Row], metric: str, generators: list[str]) -> dict[str, Any]:
-    """The lift of the best persona reranker over the strongest generator, both chosen on validation, on test."""
-    strongest = max(generators, key=lambda g: find(rows, "validation", g, "none").metrics[metric])
-    best = max(("persona", "fusion"), key=lambda r: find(rows, "validation", strongest, r).metrics[metric])
-    shown = ("HR@10", "NDCG@10", "MRR@10")
-    return {
-        "strongest_generator": strongest,
-        "best_persona_reranker": best,
-        "persona_lift_over_generator": compare(find(rows, "test", strongest, "none"),
-                                               find(rows, "test", strongest, best), shown),
-        "persona_vs_single_vector": compare(find(rows, "test", strongest, "single"),
-                                            find(rows, "test", strongest, "persona"), shown),
-        "full_catalog_persona_vs_single_vector": compare(find(rows, "test", FULL_CATALOG, "single"),
-                                                         find(rows, "test", FULL_CATALOG, "persona"), shown),
-    }

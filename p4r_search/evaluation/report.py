@@ -12,16 +12,37 @@ TABLE_METRICS = ("HR@5", "HR@10", "HR@20", "MRR@5", "MRR@10", "MRR@20", "NDCG@5"
 
 
 def as_json(report: LooReport) -> dict[str, Any]:
-    return {"config": report.config, "results": [row.as_json() for row in report.rows], "summary": report.summary}
+    return {"config": report.config, "results": [row.as_json() for row in report.rows], "summary": report.summary,
+            "ablation": report.ablation}
+
+
+def variant_of(params: dict[str, Any]) -> str:
+    keys = ("profile", "encoder", "persona_vector")
+    return "/".join(str(params[k]) for k in keys) if all(k in params for k in keys) else ""
+
+
+def ablation_table(report: LooReport, split: str = "test") -> str:
+    """Every variant on the strongest generator's candidates and the full catalog: which part helps."""
+    metrics = ("HR@10", "NDCG@10", "MRR@10")
+    lines = ["| candidates | reranker | profile | encoder | persona vector | " + " | ".join(metrics) + " | N | gamma | w |",
+             "|---|---|---|---|---|" + "---:|" * (len(metrics) + 3)]
+    for row in report.ablation:
+        if row["split"] != split:
+            continue
+        p = row["params"]
+        values = " | ".join(f"{row[m]:.4f}" for m in metrics)
+        lines.append(f"| {row['candidates']} | {row['reranker']} | {row['profile']} | {row['encoder']} | "
+                     f"{row['persona_vector']} | {values} | {p['N']} | {p['gamma']} | {p.get('weight', '')} |")
+    return "\n".join(lines)
 
 
 def table(report: LooReport, split: str = "test") -> str:
     metrics = [m for m in TABLE_METRICS if m in report.rows[0].metrics]
-    lines = ["| candidates | reranker | " + " | ".join(metrics) + " |", "|---|---|" + "---:|" * len(metrics)]
+    lines = ["| candidates | reranker | " + " | ".join(metrics) + " | variant |", "|---|---|" + "---:|" * len(metrics) + "---|"]
     for row in report.rows:
         if row.split == split:
             values = " | ".join(f"{row.metrics[m]:.4f}" for m in metrics)
-            lines.append(f"| {row.candidates} | {row.reranker} | {values} |")
+            lines.append(f"| {row.candidates} | {row.reranker} | {values} | {variant_of(row.params)} |")
     return "\n".join(lines)
 
 
@@ -51,9 +72,26 @@ def markdown(report: LooReport) -> str:
                             s["persona_vs_single_vector"]),
         describe_comparison("persona max-sim over single-vector, full catalog",
                             s["full_catalog_persona_vs_single_vector"]),
+        *describe_interval(s),
+        f"- chosen on validation: {s['best_persona_reranker']} with {json.dumps(s['start_with'])}",
+        f"- run time: {report.config.get('seconds', '?')} s",
     ]
-    return "\n".join([*head, "", "## Test", "", table(report, "test"), "", "## Validation (at the chosen settings)",
-                      "", table(report, "validation"), ""])
+    parts = [*head, "", "## Test", "", table(report, "test"), "", "## Validation (at the chosen settings)", "",
+             table(report, "validation"), ""]
+    if report.ablation:
+        parts += ["## Ablation (test; each variant tuned on validation)", "",
+                  "Variant = profile source / encoder / persona vector kind.", "", ablation_table(report), ""]
+    return "\n".join(parts)
+
+
+def describe_interval(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for metric, found in summary.get("persona_lift_ci95", {}).items():
+        low, high = found["relative_ci95"]
+        if low is not None:
+            lines.append(f"- bootstrap 95 % interval of that lift ({metric}, {found['resamples']} resamples of "
+                         f"{found['cases']} users): {low:+.1%} to {high:+.1%}")
+    return lines
 
 
 def write_report(report: LooReport, out: Path) -> tuple[Path, Path]:

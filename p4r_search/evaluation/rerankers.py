@@ -1,44 +1,22 @@
-"""Scoring users against items for the rerankers: persona max-sim, single vector, BM25, and rank fusion.
+"""Scoring users against items for the rerankers: persona max-sim, BM25, and rank fusion.
 
 Every scorer returns a dense (users x items) matrix; `rerank` orders each user's candidates by it. A user
-with no usable history item gets a zero profile, so every item ties and the candidates keep their order.
+with no usable history item gets a zero profile (variants.HistoryTable), so every item ties and the
+candidates keep their order.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..profile import ProfileConfig, history_profile
+from ..fusion import candidate_fusion
 from .vectors import PersonaVectors
 
 USER_CHUNK = 512
-
-
-@dataclass(frozen=True)
-class PersonaSetting:
-    """A point of the persona grid: profile length N, recency decay gamma, personas kept per item."""
-
-    last_n: int
-    gamma: float
-    per_item: int = 7
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {"N": self.last_n, "gamma": self.gamma, "personas_per_item": self.per_item}
-
-
-def profiles(histories: Sequence[Sequence[int]], item_vectors: np.ndarray, setting: PersonaSetting) -> np.ndarray:
-    """(users, dim) history profiles (recency-weighted mean of the last N item vectors, p4r_search.profile)."""
-    config = ProfileConfig(last_n=setting.last_n, gamma=setting.gamma)
-    out = np.zeros((len(histories), item_vectors.shape[1]), dtype=np.float32)
-    for u, history in enumerate(histories):
-        if len(history):
-            out[u] = history_profile(item_vectors[list(history)], config)
-    return out
 
 
 def max_sim(user_profiles: np.ndarray, personas: PersonaVectors) -> np.ndarray:
@@ -48,10 +26,6 @@ def max_sim(user_profiles: np.ndarray, personas: PersonaVectors) -> np.ndarray:
         sims = user_profiles[start:start + USER_CHUNK] @ personas.vectors.T
         scores[start:start + USER_CHUNK] = np.maximum.reduceat(sims, personas.offsets[:-1], axis=1)
     return scores
-
-
-def cosine(user_profiles: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
-    return (user_profiles @ item_vectors.T).astype(np.float32)
 
 
 BM25_K1, BM25_B = 1.2, 0.75  # Lucene's and tantivy's defaults, as in the embedded engine
@@ -83,18 +57,9 @@ def rerank(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 
 
 def fuse(candidates: np.ndarray, scores: np.ndarray, weight: float) -> np.ndarray:
-    """(users, k) fused values of the candidates: (1 - w) * generator rank + w * min-max score.
-
-    The generator's rank r (1 = its best) becomes 1 - (r - 1) / (k - 1); the score is min-max normalised
-    over the user's candidates. Both lie in [0, 1], so w = 0 keeps the generator's order and w = 1 is the
-    score alone.
-    """
-    k = candidates.shape[1]
-    rank_part = 1.0 - np.arange(k) / max(k - 1, 1)
-    picked = np.take_along_axis(scores, candidates, axis=1).astype(np.float64)
-    low, high = picked.min(axis=1, keepdims=True), picked.max(axis=1, keepdims=True)
-    score_part = np.where(high > low, (picked - low) / np.where(high > low, high - low, 1.0), 0.0)
-    return (1 - weight) * rank_part[None, :] + weight * score_part
+    """(users, k) fused values of the candidates: the product's candidate fusion (fusion.candidate_fusion) of
+    the generator's order with the min-max score, so that the weight tuned here is the one to use there."""
+    return candidate_fusion(np.take_along_axis(scores, candidates, axis=1), weight)
 
 
 def fused_order(candidates: np.ndarray, scores: np.ndarray, weight: float) -> np.ndarray:

@@ -1,71 +1,138 @@
-"""Grid search of the vector rerankers (persona max-sim, fusion, single vector) on validation; test at the choice."""
+"""Grid search of the vector rerankers on validation, for every variant; test measured once at each choice.
+
+Rerankers: `persona` (max-sim: an item scores as its best persona), `single` (one vector per item: the mean
+of its training reviews), `fusion` (the generator's order fused with the persona score, fusion.py's
+candidate fusion). For every variant (profile source × encoder × persona vector kind) each reranker picks
+N and gamma (and the fusion weight) on validation. The main rows take, per candidate list, the variant
+that is best on validation; `single` there is measured at the chosen `persona` row's variant, so the
+two differ only in the item side. The ablation rows give every variant on the
+strongest generator's candidates and on the full catalog.
+"""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .candidates import top_k
-from .rerankers import PersonaSetting, cosine, fused_order, max_sim, profiles, rerank
+from .rerankers import fused_order, max_sim, rerank
+from .variants import Embedded, HistoryTable, Variant
 
 if TYPE_CHECKING:
-    from .protocol import Evaluator, Fold, LooSettings, Representations, Row
+    from .protocol import Evaluator, LooSettings, Row
 
 FULL_CATALOG = "none"
+VECTOR_RERANKERS = ("persona", "single", "fusion")
 
 
-def setting_of(params: dict[str, Any]) -> PersonaSetting:
-    return PersonaSetting(last_n=params["N"], gamma=params["gamma"], per_item=params.get("personas_per_item", 0))
+@dataclass(frozen=True)
+class Choice:
+    value: float  # the validation metric at this setting
+    variant: Variant
+    params: dict[str, Any]  # N, gamma, and weight for fusion
 
 
-def tune_vector_rerankers(val: Fold, test: Fold, reps: Representations, candidates: dict[str, dict[str, np.ndarray]],
-                          settings: LooSettings, evaluators: dict[str, Evaluator]) -> list[Row]:
+class Scorer:
+    """Score matrices of one fold, cached by (variant, reranker kind, N, gamma)."""
+
+    def __init__(self, histories: HistoryTable, embedded: Mapping[Variant, Embedded]):
+        self.histories, self.embedded = histories, embedded
+        self.cache: dict[tuple, np.ndarray] = {}
+
+    def __call__(self, variant: Variant, kind: str, last_n: int, gamma: float) -> np.ndarray:
+        key = (variant, kind, last_n, gamma)
+        if key not in self.cache:
+            e = self.embedded[variant]
+            items = e.single if kind == "single" else e.items
+            profiles = self.histories.profiles(items, e.texts, variant.profile, last_n, gamma)
+            self.cache[key] = (profiles @ e.single.T).astype(np.float32) if kind == "single" \
+                else max_sim(profiles, e.personas)
+        return self.cache[key]
+
+
+def order_of(reranker: str, name: str, scores: np.ndarray, candidates: Mapping[str, np.ndarray],
+             histories: list, k: int, weight: float | None) -> np.ndarray:
+    if name == FULL_CATALOG:
+        return top_k(scores, histories, k)
+    if reranker == "fusion":
+        return fused_order(candidates[name], scores, weight)
+    return rerank(scores, candidates[name])
+
+
+def search(scorer: Scorer, evaluator: Evaluator, candidates: Mapping[str, np.ndarray], histories: list,
+           settings: LooSettings) -> dict[tuple[Variant, str, str], Choice]:
+    """The best validation setting of every (variant, candidate list, reranker)."""
+    names = [*candidates, FULL_CATALOG]
+    metric = settings.tune_metric
+    best: dict[tuple[Variant, str, str], Choice] = {}
+    for variant in scorer.embedded:
+        for last_n, gamma in itertools.product(settings.last_ns, settings.gammas):
+            point = {"N": last_n, "gamma": gamma}
+            for reranker in VECTOR_RERANKERS:
+                scores = scorer(variant, "single" if reranker == "single" else "persona", last_n, gamma)
+                weights = settings.fusion_weights if reranker == "fusion" else (None,)
+                for name, weight in itertools.product(names[:-1] if reranker == "fusion" else names, weights):
+                    order = order_of(reranker, name, scores, candidates, histories, settings.candidates, weight)
+                    value = evaluator(order)[metric]
+                    key = (variant, name, reranker)
+                    if key not in best or value > best[key].value:
+                        best[key] = Choice(value, variant, point if weight is None else {**point, "weight": weight})
+    return best
+
+
+def main_choices(best: Mapping[tuple[Variant, str, str], Choice], names: list[str]) -> dict[tuple[str, str], Choice]:
+    """Per (candidate list, reranker): the best variant on validation (ties go to the first in sorted order);
+    `single` at the persona row's variant: the same encoder (a trained head belongs to one variant) and
+    profile source, so that only the item side differs."""
+    chosen: dict[tuple[str, str], Choice] = {}
+    for name in [*names, FULL_CATALOG]:
+        for reranker in ("persona", "fusion"):
+            options = [c for (v, n, r), c in sorted(best.items()) if (n, r) == (name, reranker)]
+            if options:
+                chosen[(name, reranker)] = max(options, key=lambda c: c.value)
+        chosen[(name, "single")] = best[(chosen[(name, "persona")].variant, name, "single")]
+    return chosen
+
+
+def measure(choice: Choice, reranker: str, name: str, scorers: Mapping[str, Scorer],
+            candidates: Mapping[str, Mapping[str, np.ndarray]], histories: Mapping[str, list], k: int
+            ) -> dict[str, np.ndarray]:
+    """The validation and test orders at a choice."""
+    out = {}
+    for split in ("validation", "test"):
+        scores = scorers[split](choice.variant, "single" if reranker == "single" else "persona",
+                                choice.params["N"], choice.params["gamma"])
+        out[split] = order_of(reranker, name, scores, candidates[split], histories[split], k, choice.params.get("weight"))
+    return out
+
+
+def tune_vector_rerankers(scorers: Mapping[str, Scorer], evaluators: Mapping[str, Evaluator],
+                          candidates: Mapping[str, Mapping[str, np.ndarray]], histories: Mapping[str, list],
+                          settings: LooSettings, strongest: str) -> tuple[list[Row], list[dict[str, Any]], dict]:
+    """Main rows, ablation rows (every variant, on the strongest generator's candidates and the full catalog)
+    and the orders at each main choice (for the headline's bootstrap)."""
     from .protocol import Row
 
-    tops = {n: reps.personas.top(n) for n in settings.personas_per_item}
-    item_vectors = {n: personas.item_vectors() for n, personas in tops.items()}
-
-    def scorer(reranker: str) -> Callable[[Fold, PersonaSetting], np.ndarray]:
-        if reranker == "single":
-            return lambda fold, s: cosine(profiles(fold.histories, reps.reviews, s), reps.reviews)
-        return lambda fold, s: max_sim(profiles(fold.histories, item_vectors[s.per_item], s), tops[s.per_item])
-
-    def order(split: str, fold: Fold, name: str, reranker: str, scores: np.ndarray, params: dict[str, Any]):
-        if name == FULL_CATALOG:
-            return top_k(scores, fold.histories, settings.candidates)
-        cands = candidates[split][name]
-        return fused_order(cands, scores, params["weight"]) if reranker == "fusion" else rerank(scores, cands)
-
-    persona_grid = [{"N": n, "gamma": g, "personas_per_item": p} for n, g, p in
-                    itertools.product(settings.last_ns, settings.gammas, settings.personas_per_item)]
-    single_grid = [{"N": n, "gamma": g} for n, g in itertools.product(settings.last_ns, settings.gammas)]
-    names = [*candidates["validation"], FULL_CATALOG]
-    plan = [("persona", persona_grid, names), ("single", single_grid, names),
-            ("fusion", persona_grid, names[:-1])]
-    chosen: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
-    metric = settings.tune_metric
-    for reranker, grid, targets in plan:
-        score = scorer(reranker)
-        for params in grid:
-            scores = score(val, setting_of(params))
-            weights = settings.fusion_weights if reranker == "fusion" else (None,)
-            for name, weight in itertools.product(targets, weights):
-                point = params if weight is None else {**params, "weight": weight}
-                value = evaluators["validation"](order("validation", val, name, reranker, scores, point))[metric]
-                if value > chosen.get((name, reranker), (-1.0, {}))[0]:
-                    chosen[(name, reranker)] = (value, point)
-
-    rows = []
-    for split, fold in (("validation", val), ("test", test)):
-        cache: dict[tuple[str, PersonaSetting], np.ndarray] = {}
-        for (name, reranker), (_, params) in chosen.items():
-            kind = "single" if reranker == "single" else "persona"
-            key = (kind, setting_of(params))
-            if key not in cache:
-                cache[key] = scorer(kind)(fold, key[1])
-            metrics = evaluators[split](order(split, fold, name, reranker, cache[key], params))
-            rows.append(Row(split, name, reranker, metrics, params))
-    return rows
+    best = search(scorers["validation"], evaluators["validation"], candidates["validation"],
+                  histories["validation"], settings)
+    names = list(candidates["validation"])
+    orders: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    rows: list[Row] = []
+    for (name, reranker), choice in main_choices(best, names).items():
+        orders[(name, reranker)] = measure(choice, reranker, name, scorers, candidates, histories, settings.candidates)
+        for split in ("validation", "test"):
+            metrics = evaluators[split](orders[(name, reranker)][split])
+            rows.append(Row(split, name, reranker, metrics, {**choice.variant.as_dict(), **choice.params}))
+    ablation = []
+    for (variant, name, reranker), choice in sorted(best.items()):
+        if name not in (strongest, FULL_CATALOG):
+            continue
+        found = measure(choice, reranker, name, scorers, candidates, histories, settings.candidates)
+        for split in ("validation", "test"):
+            ablation.append({"split": split, "candidates": name, "reranker": reranker, **variant.as_dict(),
+                             **evaluators[split](found[split]), "params": choice.params})
+    return rows, ablation, orders

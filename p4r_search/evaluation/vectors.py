@@ -29,12 +29,6 @@ class PersonaVectors:
     offsets: np.ndarray
     vectors: np.ndarray
 
-    def top(self, per_item: int) -> PersonaVectors:
-        """Only the first `per_item` personas of each item (personas come ordered by support)."""
-        sizes = np.minimum(np.diff(self.offsets), per_item)
-        rows = np.concatenate([np.arange(s, s + n) for s, n in zip(self.offsets[:-1], sizes)])
-        return PersonaVectors(np.concatenate([[0], np.cumsum(sizes)]), self.vectors[rows])
-
     def item_vectors(self) -> np.ndarray:
         """Each item as the normalised mean of its persona vectors (how a history item enters a profile)."""
         sums = np.add.reduceat(self.vectors.astype(np.float64), self.offsets[:-1], axis=0)
@@ -51,18 +45,6 @@ def training_catalog(items: dict[str, Item], reviews: Iterable[Review]) -> Catal
         catalog.items[item_id] = items[item_id]
         catalog.reviews[item_id] = sorted(by_item[item_id], key=lambda r: r.review_id)
     return catalog
-
-
-def review_vectors(catalog: Catalog, encoder: TextEncoder) -> dict[str, np.ndarray]:
-    """Every distinct review text of the catalog, embedded in one bulk call."""
-    texts = sorted({r.text for reviews in catalog.reviews.values() for r in reviews})
-    return dict(zip(texts, encoder.encode(texts)))
-
-
-def mean_review_vectors(catalog: Catalog, vectors: dict[str, np.ndarray]) -> np.ndarray:
-    """The single-vector baseline: each item as the normalised mean of its reviews' embeddings, in id order."""
-    return np.stack([normalise(np.mean([vectors[r.text] for r in reviews], axis=0))
-                     for reviews in catalog.reviews.values()])
 
 
 def build_personas(
@@ -85,10 +67,3 @@ def build_personas(
 def by_support(record: ItemPersonas) -> list[Persona]:
     """The item's personas, largest support first (stable), so that `PersonaVectors.top` keeps the biggest."""
     return sorted(record.personas, key=lambda p: -p.support)
-
-
-def persona_vectors(personas: dict[str, ItemPersonas], encoder: TextEncoder) -> PersonaVectors:
-    """The embedded persona texts, grouped by item in the order of `personas`."""
-    texts = [p.embedding_text for record in personas.values() for p in by_support(record)]
-    sizes = [len(record.personas) for record in personas.values()]
-    return PersonaVectors(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), encoder.encode(texts))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,9 @@ class EmbeddedBackend:
         rows: list[tuple[Row, np.ndarray, bytes]] = []
         item_ids: dict[str, None] = {}
         dim, model = meta.dim, meta.model
+        kind = meta.persona_vector or ("text" if dim is not None else None)  # indexes from before the kinds
         for doc in documents:
-            dim, model = self._check_compatible(doc, dim, model)
+            dim, model, kind = self._check_compatible(doc, dim, model, kind)
             if doc.item_id in item_ids:
                 rows = [r for r in rows if r[0].item_id != doc.item_id]  # the last version of an item wins
             item_ids[doc.item_id] = None
@@ -124,7 +126,8 @@ class EmbeddedBackend:
                 next_key += 1
         if not item_ids:
             return 0
-        new_meta = Meta(generation=meta.generation + 1, next_row_key=next_key, dim=dim, model=model)
+        new_meta = Meta(generation=meta.generation + 1, next_row_key=next_key, dim=dim, model=model,
+                        persona_vector=kind)
         batch = RowBatch.of(dim, [r.row_key for r, _, _ in rows], [r.item_id for r, _, _ in rows],
                             [v for _, v, _ in rows], [p for _, _, p in rows])
         write_pending(self.path, new_meta.generation, batch)
@@ -144,7 +147,7 @@ class EmbeddedBackend:
         present = [i for i in dict.fromkeys(item_ids) if i in cache.item_rows]
         if not present:
             return 0
-        new_meta = Meta(generation=meta.generation + 1, next_row_key=meta.next_row_key, dim=meta.dim, model=meta.model)
+        new_meta = replace(meta, generation=meta.generation + 1)
         self.store.commit(new_meta, delete_items=present, rows=())
         self._meta = new_meta
         cache.apply(removed_items=present, rows=RowBatch.of(meta.dim, [], [], [], []))
@@ -160,7 +163,8 @@ class EmbeddedBackend:
             raise ConfigError(f"{self.path} is open read-only")
 
     @staticmethod
-    def _check_compatible(doc: ItemDocument, dim: int | None, model: str | None) -> tuple[int, str]:
+    def _check_compatible(doc: ItemDocument, dim: int | None, model: str | None,
+                          kind: str | None) -> tuple[int, str, str]:
         doc_dim = doc.vectors.shape[1]
         if dim is not None and doc_dim != dim:
             raise ConfigError(f"item {doc.item_id!r} has {doc_dim}-d vectors; this index holds {dim}-d vectors")
@@ -169,7 +173,12 @@ class EmbeddedBackend:
                 f"item {doc.item_id!r} was encoded with {doc.encoder_model!r}; this index uses {model!r}. "
                 "Use the same --model, or build a new index"
             )
-        return doc_dim, doc.encoder_model
+        if kind is not None and doc.persona_vector != kind:
+            raise ConfigError(
+                f"item {doc.item_id!r} has {doc.persona_vector!r} persona vectors; this index holds {kind!r} ones. "
+                "Use the same --persona-vector, or build a new index"
+            )
+        return doc_dim, doc.encoder_model, doc.persona_vector
 
     # -- reading ----------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -52,6 +52,7 @@ class Meta:
     dim: int | None = None
     model: str | None = None
     format: int = FORMAT_VERSION
+    persona_vector: str | None = None  # what the persona vectors embed: text, evidence or blend (None: text)
 
 
 @dataclass(frozen=True)

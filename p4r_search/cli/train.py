@@ -1,0 +1,92 @@
+"""`p4r train encoder`: fine-tune the encoder on users' histories, for `--embedding-model` everywhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..persona_vectors import PERSONA_VECTOR_KINDS
+from ..profile import PROFILE_SOURCES
+from ..training.head import POSITIVES, HeadSettings
+from .app import cli
+from .options import (
+    input_file,
+    json_option,
+    make_reader,
+    model_option,
+    progress_bar,
+    progress_option,
+    report_rejects,
+    skip_invalid_option,
+)
+
+
+@cli.group()
+def train() -> None:
+    """Train models on your interactions (Persona4Rec's contrastive encoder training)."""
+
+
+@train.command("encoder")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder with items.jsonl, reviews.jsonl and interactions.jsonl (as for `p4r eval loo`).")
+@click.option("--personas", "personas_path", type=input_file, required=True, help="Personas JSONL of these items.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="New folder for the trained sentence-transformers model.")
+@model_option
+@click.option("--profile-source", type=click.Choice(PROFILE_SOURCES), default="items", show_default=True,
+              help="What a history interaction is in the training anchors; use the same when recommending.")
+@click.option("--persona-vector", type=click.Choice(PERSONA_VECTOR_KINDS), default="evidence", show_default=True,
+              help="What a persona vector is in the positives; use the same for `p4r index build`.")
+@click.option("--last-n", type=int, default=10, show_default=True, help="Interactions in an anchor profile.")
+@click.option("--gamma", type=float, default=0.65, show_default=True, help="Recency decay of an anchor profile.")
+@click.option("--split", type=click.Choice(["loo", "none"]), default="loo", show_default=True,
+              help="loo: hold out each user's validation and test interactions, as `p4r eval loo` does; "
+                   "none: train on everything.")
+@click.option("--min-rating", type=float, default=3.0, show_default=True, help="Positives for the loo split.")
+@click.option("--hard-negatives", "negatives", type=click.Choice(["generator", "none"]), default="generator",
+              show_default=True, help="generator: the top 20 of the strongest of popularity and ALS for each user.")
+@click.option("--positive", type=click.Choice(POSITIVES), default="persona", show_default=True,
+              help="persona: the persona the user's review supports (the paper); item: the item's best persona.")
+@click.option("--epochs", type=int, default=HeadSettings.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=HeadSettings.batch_size, show_default=True)
+@click.option("--learning-rate", type=float, default=HeadSettings.learning_rate, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the example order and the CF fit.")
+@click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="SQLite cache of base-model vectors (e.g. an eval's work/vectors.sqlite): reruns encode nothing.")
+@skip_invalid_option
+@progress_option
+@json_option
+def encoder(data_dir, personas_path, out, model, profile_source, persona_vector, last_n, gamma, split, min_rating,
+            negatives, positive, epochs, batch_size, learning_rate, seed, cache, skip_invalid, progress, as_json):
+    """Train a head on top of the encoder so that a user's profile lies next to the persona of the item they
+    choose next (anchors: profiles built as at serving time; positives: personas; negatives: in-batch and the
+    candidate generator's top items). Writes a sentence-transformers folder with a model card."""
+    from ..encoder import Encoder
+    from ..evaluation.data import FILES, load_eval_data
+    from ..evaluation.embedding_cache import CachedEncoder
+    from ..evaluation.encoders import train_on_split
+    from ..personas.runner import read_personas
+    from ..profile import ProfileConfig
+    from ..training import TrainSettings, data_hash, save_encoder
+
+    reader = make_reader(skip_invalid, None, out.with_name(out.name + ".rejects.jsonl"))
+    data = load_eval_data(data_dir, reader)
+    personas = read_personas(personas_path, reader)
+    report_rejects(reader)
+    base = Encoder(model)
+    settings = TrainSettings(ProfileConfig(last_n, gamma, source=profile_source), persona_vector,
+                             HeadSettings(epochs, batch_size, learning_rate, seed=seed, positive=positive))
+    head, info = train_on_split(data, personas, CachedEncoder(base, cache) if cache else base, settings,
+                                progress=progress_bar(progress, "epochs"), min_rating=min_rating, split=split,
+                                seed=seed, negatives=negatives)
+    card = {"base_model": base.model_name, "data": str(data_dir),
+            "data_hash": data_hash([*(data_dir / f for f in FILES), personas_path]), **info,
+            **settings.as_dict(), "losses": head.losses}
+    save_encoder(base.model_name, head.weight, out, card)
+    summary = {"model": str(out), "examples": info["examples"], "first_loss": head.losses[0],
+               "last_loss": head.losses[-1], "seconds": info["seconds"]}
+    click.echo(json.dumps(summary) if as_json else
+               f"trained on {info['examples']} examples in {info['seconds']} s: loss {head.losses[0]:.4f} → "
+               f"{head.losses[-1]:.4f}; saved to {out} (use --embedding-model {out})")

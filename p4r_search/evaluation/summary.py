@@ -1,0 +1,104 @@
+"""The headline of a leave-one-out run (with bootstrap intervals) and its config block."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .bootstrap import paired_difference
+from .tuning import FULL_CATALOG
+
+if TYPE_CHECKING:
+    from .protocol import Evaluator, LooSettings, Row
+
+SHOWN = ("HR@10", "NDCG@10", "MRR@10")
+
+
+def find(rows: list[Row], split: str, candidates: str, reranker: str) -> Row:
+    return next(r for r in rows if (r.split, r.candidates, r.reranker) == (split, candidates, reranker))
+
+
+def compare(base: Row, other: Row, metrics: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
+    return {m: {"base": base.metrics[m], "other": other.metrics[m], "difference": other.metrics[m] - base.metrics[m],
+                "relative": (other.metrics[m] - base.metrics[m]) / base.metrics[m] if base.metrics[m] else None}
+            for m in metrics}
+
+
+def lift_interval(base: np.ndarray, other: np.ndarray, resamples: int, seed: int) -> dict[str, Any]:
+    """The paired bootstrap 95 % interval of the mean difference, and of the relative lift over the base."""
+    found = paired_difference(base, other, resamples=resamples, seed=seed)
+    low, high = found.ci95
+    relative = [x / found.base if found.base else None for x in (low, high)]
+    return {"difference": found.difference, "ci95": [low, high], "relative_ci95": relative, "resamples": resamples,
+            "cases": len(base)}
+
+
+def headline(rows: list[Row], settings: LooSettings, strongest: str, orders: Mapping[tuple[str, str], dict],
+             evaluators: Mapping[str, Evaluator], candidates: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """The lift of the best persona reranker over the strongest generator, both chosen on validation, on test."""
+    metric = settings.tune_metric
+    best = max(("persona", "fusion"), key=lambda r: find(rows, "validation", strongest, r).metrics[metric])
+    chosen = find(rows, "test", strongest, best)
+    test = evaluators["test"]
+    per_case = lambda order: test.per_case(order)[metric]
+    generator_values = per_case(candidates["test"][strongest])
+    return {
+        "strongest_generator": strongest,
+        "best_persona_reranker": best,
+        "best_persona_setting": chosen.params,
+        "persona_lift_over_generator": compare(find(rows, "test", strongest, "none"), chosen, SHOWN),
+        "persona_lift_ci95": {metric: lift_interval(generator_values, per_case(orders[(strongest, best)]["test"]),
+                                                    settings.bootstrap_resamples, settings.seed)},
+        "persona_vs_single_vector": compare(find(rows, "test", strongest, "single"),
+                                            find(rows, "test", strongest, "persona"), SHOWN),
+        "full_catalog_persona_vs_single_vector": compare(find(rows, "test", FULL_CATALOG, "single"),
+                                                         find(rows, "test", FULL_CATALOG, "persona"), SHOWN),
+        "start_with": start_with(chosen, best),
+    }
+
+
+def start_with(row: Row, reranker: str) -> dict[str, Any]:
+    """The settings a user should start from: the product's names for the chosen variant."""
+    p = row.params
+    out = {"profile_source": p["profile"], "persona_vector": p["persona_vector"], "encoder": p["encoder"],
+           "last_n": p["N"], "gamma": p["gamma"]}
+    if reranker == "fusion":
+        out["candidate_weight"] = p["weight"]
+    return out
+
+
+def make_config(settings: LooSettings, generator_info: dict[str, Any], encoder, split, data, catalog, reps,
+                train_reviews: list, best_cf: str, cf_chosen: dict[str, tuple[dict[str, Any], float]],
+                heads: Mapping[tuple[str, str], Any], seconds: float) -> dict[str, Any]:
+    return {
+        "task": "loo",
+        "persona_generator": generator_info,
+        "encoder_model": encoder.model_name,
+        "seeds": {"generator": settings.seed, "cf": settings.seed, "training": settings.head.seed},
+        "min_rating": settings.min_rating,
+        "candidates_per_user": settings.candidates,
+        "tune_metric": settings.tune_metric + " on validation",
+        "cf_params": {kind: params for kind, (params, _) in cf_chosen.items()},
+        "cf_reranker_model": best_cf,
+        "grids": {"N": list(settings.last_ns), "gamma": list(settings.gammas),
+                  "fusion_weight": list(settings.fusion_weights), "profile_source": list(settings.profile_sources),
+                  "persona_vector": list(settings.persona_vectors),
+                  "encoder": ["untrained", "trained"] if settings.train else ["untrained"]},
+        "training": {"head": settings.head.as_dict(), "profile_for_anchors": {"N": 10, "gamma": 0.65},
+                     "heads": {f"{source}/{kind}": {"examples": h.examples, "losses": [round(x, 4) for x in h.losses]}
+                               for (source, kind), h in heads.items()}} if settings.train else None,
+        "seconds": round(seconds, 1),
+        "counts": {
+            "users_evaluated": len(split.test),
+            "users_skipped": split.skipped,
+            "items": len(data.items),
+            "items_with_training_reviews": len(catalog.items),
+            "reviews": len(data.reviews),
+            "training_reviews": len(train_reviews),
+            "reviews_excluded_from_personas": len(data.reviews) - len(train_reviews),
+            "personas": sum(len(r.personas) for r in reps.records.values()),
+            "test_targets_without_training_reviews": sum(c.target not in catalog.items for c in split.test),
+        },
+    }
