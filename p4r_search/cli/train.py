@@ -63,30 +63,19 @@ def encoder(data_dir, personas_path, out, model, profile_source, persona_vector,
     """Train a head on top of the encoder so that a user's profile lies next to the persona of the item they
     choose next (anchors: profiles built as at serving time; positives: personas; negatives: in-batch and the
     candidate generator's top items). Writes a sentence-transformers folder with a model card."""
-    from ..encoder import Encoder
-    from ..evaluation.data import FILES, load_eval_data
-    from ..evaluation.embedding_cache import CachedEncoder
-    from ..evaluation.encoders import train_on_split
-    from ..personas.runner import read_personas
+    from ..evaluation.encoders import train_encoder
     from ..profile import ProfileConfig
-    from ..training import TrainSettings, data_hash, save_encoder
+    from ..training import TrainSettings
 
     reader = make_reader(skip_invalid, None, out.with_name(out.name + ".rejects.jsonl"))
-    data = load_eval_data(data_dir, reader)
-    personas = read_personas(personas_path, reader)
-    report_rejects(reader)
-    base = Encoder(model)
     settings = TrainSettings(ProfileConfig(last_n, gamma, source=profile_source), persona_vector,
                              HeadSettings(epochs, batch_size, learning_rate, seed=seed, positive=positive))
-    head, info = train_on_split(data, personas, CachedEncoder(base, cache) if cache else base, settings,
-                                progress=progress_bar(progress, "epochs"), min_rating=min_rating, split=split,
-                                seed=seed, negatives=negatives)
-    card = {"base_model": base.model_name, "data": str(data_dir),
-            "data_hash": data_hash([*(data_dir / f for f in FILES), personas_path]), **info,
-            **settings.as_dict(), "losses": head.losses}
-    save_encoder(base.model_name, head.weight, out, card)
-    summary = {"model": str(out), "examples": info["examples"], "first_loss": head.losses[0],
-               "last_loss": head.losses[-1], "seconds": info["seconds"]}
+    _, head, card = train_encoder(data_dir, personas_path, out, settings=settings, base_model=model, cache=cache,
+                                  reader=reader, progress=progress_bar(progress, "epochs"), min_rating=min_rating,
+                                  split=split, negatives=negatives)
+    report_rejects(reader)
+    summary = {"model": str(out), "examples": card["examples"], "first_loss": head.losses[0],
+               "last_loss": head.losses[-1], "seconds": card["seconds"]}
     click.echo(json.dumps(summary) if as_json else
-               f"trained on {info['examples']} examples in {info['seconds']} s: loss {head.losses[0]:.4f} → "
+               f"trained on {card['examples']} examples in {card['seconds']} s: loss {head.losses[0]:.4f} → "
                f"{head.losses[-1]:.4f}; saved to {out} (use --embedding-model {out})")

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..encoder import TextEncoder
 from ..errors import ChoiceError
+from ..io import LineReader
 from ..models import ItemPersonas, Review
 from ..profile import ProfileConfig
 from ..training import HeadSettings, TrainedHead, TrainInputs, TrainSettings, build_training_set, fit, train_head
@@ -124,3 +126,28 @@ def everything(data: EvalData, position: Mapping[str, int]) -> Fold:
     histories = [[position[i.item_id] for i in ordered_interactions(data.interactions[u]) if i.item_id in position]
                  for u in users]
     return Fold("all", [], [], [], interaction_matrix(histories, len(position)), users, histories)
+
+
+def train_encoder(data_dir: Path, personas_path: Path, out: Path, *, settings: TrainSettings | None = None,
+                  base_model: str | None = None, cache: Path | None = None, reader: LineReader | None = None,
+                  progress: Callable[[Iterable], Iterable] = lambda it: it, **split) -> tuple[Path, TrainedHead, dict]:
+    """Train on a data folder (items, reviews, interactions JSONL) and its personas; save a sentence-transformers
+    folder at `out` with a model card. `split` takes `split_inputs`' options (split, min_rating, negatives,
+    seed). Returns the folder, the head and the card."""
+    from ..encoder import Encoder
+    from ..personas.runner import read_personas
+    from ..training import data_hash, save_encoder
+    from .data import FILES, load_eval_data
+    from .embedding_cache import CachedEncoder
+
+    reader = reader or LineReader()
+    settings = settings or TrainSettings()
+    data = load_eval_data(Path(data_dir), reader)
+    personas = read_personas(personas_path, reader)
+    base = Encoder(base_model)
+    head, info = train_on_split(data, personas, CachedEncoder(base, cache) if cache else base, settings,
+                                progress=progress, seed=settings.head.seed, **split)
+    card = {"base_model": base.model_name, "data": str(data_dir),
+            "data_hash": data_hash([*(Path(data_dir) / f for f in FILES), Path(personas_path)]), **info,
+            **settings.as_dict(), "losses": head.losses}
+    return save_encoder(base.model_name, head.weight, Path(out), card), head, card

@@ -184,7 +184,7 @@ class Evaluator:
 
 def run_loo(data: EvalData, settings: LooSettings, encoder: TextEncoder, work: Path,
             progress: Callable[[Iterable], Iterable] = lambda it: it) -> LooReport:
-    started = time.perf_counter()
+    clock = Clock()
     split = leave_one_out(data.interactions, settings.min_rating)
     if not split.test:
         raise ConfigError(f"no user has enough interactions for leave-one-out (skipped: {split.skipped})")
@@ -192,6 +192,7 @@ def run_loo(data: EvalData, settings: LooSettings, encoder: TextEncoder, work: P
     catalog = training_catalog(data.items, train_reviews)
     cache = CachedEncoder(encoder, work / "vectors.sqlite")
     reps, generator_info = represent(catalog, settings, cache, work, progress)
+    clock.lap("embeddings and personas")
     position = {item_id: i for i, item_id in enumerate(reps.item_ids)}
     val, test = make_folds(split, data, position)
     folds = {"validation": val, "test": test}
@@ -205,7 +206,9 @@ def run_loo(data: EvalData, settings: LooSettings, encoder: TextEncoder, work: P
     strongest = max(candidates["validation"],
                     key=lambda g: evaluators["validation"](candidates["validation"][g])[settings.tune_metric])
     rows = generator_rows(candidates, generator_scores, cf_chosen, best_cf, evaluators)
+    clock.lap("candidate generators")
     rows += bm25_rows(reps, folds, candidates, evaluators, settings)
+    clock.lap("bm25")
 
     heads: dict[tuple[str, str], TrainedHead] = {}
     if settings.train:
@@ -214,6 +217,7 @@ def run_loo(data: EvalData, settings: LooSettings, encoder: TextEncoder, work: P
                                  [r for rs in catalog.reviews.values() for r in rs], reps.records)
         heads = train_heads(inputs, reps.table, settings.profile_sources, settings.persona_vectors, ProfileConfig(),
                             settings.head)
+        clock.lap("training")
     log.info("persona and single-vector rerankers over %d variants", len(settings.variants()))
     embedded: dict[Variant, Embedded] = {}
     for variant in settings.variants():
@@ -226,12 +230,28 @@ def run_loo(data: EvalData, settings: LooSettings, encoder: TextEncoder, work: P
     vector_rows, ablation, orders = tune_vector_rerankers(scorers, evaluators, candidates, histories, settings,
                                                           strongest)
     rows += vector_rows
+    clock.lap("vector rerankers")
     summary = headline(rows, settings, strongest, orders, evaluators, candidates)
     chosen = summary["best_persona_setting"]
     chosen_head = heads.get((chosen["profile"], chosen["persona_vector"])) if chosen["encoder"] == TRAINED else None
     config = make_config(settings, generator_info, encoder, split, data, catalog, reps, train_reviews, best_cf,
-                         cf_chosen, heads, time.perf_counter() - started)
+                         cf_chosen, heads, clock.laps)
     return LooReport(config, rows, summary, ablation, chosen_head)
+
+
+class Clock:
+    """Wall-clock seconds per phase, for the report (how long a default run takes, and where)."""
+
+    def __init__(self):
+        self.started = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.laps.pop("total", None)
+        self.laps[phase] = round(now - self.last, 1)
+        self.laps["total"] = round(now - self.started, 1)  # kept last
+        self.last = now
 
 
 def generator_rows(candidates, generator_scores, cf_chosen, best_cf, evaluators) -> list[Row]:

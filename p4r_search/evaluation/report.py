@@ -74,7 +74,7 @@ def markdown(report: LooReport) -> str:
                             s["full_catalog_persona_vs_single_vector"]),
         *describe_interval(s),
         f"- chosen on validation: {s['best_persona_reranker']} with {json.dumps(s['start_with'])}",
-        f"- run time: {report.config.get('seconds', '?')} s",
+        "- run time: " + ", ".join(f"{phase} {secs:.0f} s" for phase, secs in report.config["seconds"].items()),
     ]
     parts = [*head, "", "## Test", "", table(report, "test"), "", "## Validation (at the chosen settings)", "",
              table(report, "validation"), ""]

@@ -71,7 +71,7 @@ def start_with(row: Row, reranker: str) -> dict[str, Any]:
 
 def make_config(settings: LooSettings, generator_info: dict[str, Any], encoder, split, data, catalog, reps,
                 train_reviews: list, best_cf: str, cf_chosen: dict[str, tuple[dict[str, Any], float]],
-                heads: Mapping[tuple[str, str], Any], seconds: float) -> dict[str, Any]:
+                heads: Mapping[tuple[str, str], Any], seconds: Mapping[str, float]) -> dict[str, Any]:
     return {
         "task": "loo",
         "persona_generator": generator_info,
@@ -89,7 +89,7 @@ def make_config(settings: LooSettings, generator_info: dict[str, Any], encoder, 
         "training": {"head": settings.head.as_dict(), "profile_for_anchors": {"N": 10, "gamma": 0.65},
                      "heads": {f"{source}/{kind}": {"examples": h.examples, "losses": [round(x, 4) for x in h.losses]}
                                for (source, kind), h in heads.items()}} if settings.train else None,
-        "seconds": round(seconds, 1),
+        "seconds": dict(seconds),
         "counts": {
             "users_evaluated": len(split.test),
             "users_skipped": split.skipped,

@@ -22,7 +22,7 @@ For one item (its reviews sorted by review_id first, so input order never matter
    distinct within the item by falling back to the next keyphrase, then to "Reviewer Group N".
 5. Describe. The description says who the reviewers are (from the keyphrases) and quotes 2 sentences of the
    cluster's 8 most representative reviews: those mentioning 2+ of its top 5 keyphrases first, then 1, then
-   none, and within each group the closest to the centroid (one more batch encoder call, for all clusters).
+   none, and within each group those of the reviews closest to the centroid first (no further encoder call).
    The rationale gives measurable facts: size, share, average rating, distinctive terms.
 
 Evidence review ids are all of a cluster's reviews, closest to its centroid first. Personas are ordered by
@@ -46,7 +46,7 @@ from ..encoder import TextEncoder
 from ..models import EvidenceSnippet, GeneratorInfo, Item, Persona, Review
 from .base import Generated, snippet
 
-ALGORITHM_VERSION = "1.0"
+ALGORITHM_VERSION = "1.1"  # 1.1: quotes chosen without embedding every sentence
 PROMPT_VERSION = "extractive-v1"
 N_INIT = 10
 MIN_CLUSTER_SIZE = 3
@@ -139,18 +139,16 @@ class ExtractiveGenerator:
             clusters.append(_Cluster(members, centroid, terms, name_phrases, share, mean_rating))
         return clusters
 
-    def _representative_sentences(self, reviews: list[Review], clusters: list[_Cluster]) -> list[list[str]]:
+    @staticmethod
+    def _representative_sentences(reviews: list[Review], clusters: list[_Cluster]) -> list[list[str]]:
         """Per cluster, 2 sentences of its most representative reviews: those mentioning 2+ of its top terms
-        first, then 1, then none; closest to the centroid first within each group."""
-        candidates = [_sentences([reviews[i].text for i in c.members[:N_SENTENCE_SOURCES]], c.terms[:5])
-                      for c in clusters]
-        flat = [sentence for pairs in candidates for _, sentence in pairs]
-        vectors = self.encoder.encode(flat).astype(np.float64) if flat else np.zeros((0, 1))
-        chosen, start = [], 0
-        for cluster, pairs in zip(clusters, candidates):
-            closeness = vectors[start:start + len(pairs)] @ cluster.centroid
-            start += len(pairs)
-            best = sorted(range(len(pairs)), key=lambda j: (-pairs[j][0], -closeness[j], j))[:2]
+        first, then 1, then none; within each group, from the review closest to the centroid first. (Version
+        1.0 embedded every candidate sentence to rank them by closeness: three times as many encoder inputs
+        as the reviews themselves, for the same kind of quote.)"""
+        chosen = []
+        for cluster in clusters:
+            pairs = _sentences([reviews[i].text for i in cluster.members[:N_SENTENCE_SOURCES]], cluster.terms[:5])
+            best = sorted(range(len(pairs)), key=lambda j: (-pairs[j][0], j))[:2]
             chosen.append([pairs[j][1] for j in best])
         return chosen
 
