@@ -36,7 +36,8 @@ $(VENV)/.llm-installed: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/p4r personas generate --items examples/items.jsonl --reviews examples/reviews.jsonl -o $(OUT)/personas.jsonl
-	$(BIN)/p4r index build --personas $(OUT)/personas.jsonl --items examples/items.jsonl --index $(OUT)/index
+	$(BIN)/p4r index build --personas $(OUT)/personas.jsonl --items examples/items.jsonl --reviews examples/reviews.jsonl \
+		--index $(OUT)/index
 	$(BIN)/p4r recommend --index $(OUT)/index --interactions examples/interactions.jsonl --user demo-petite-dresses -k 5
 	$(BIN)/p4r recommend --index $(OUT)/index --interactions examples/interactions.jsonl --user demo-casual-denim -k 5
 	$(BIN)/p4r recommend --index $(OUT)/index --interactions examples/interactions.jsonl --user demo-casual-denim -k 3 \

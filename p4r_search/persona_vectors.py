@@ -19,6 +19,7 @@ import numpy as np
 
 from .encoder import TextEncoder
 from .errors import ChoiceError, ConfigError
+from .profile import unit_rows
 
 
 class PersonaVectorKind(str, Enum):
@@ -37,11 +38,6 @@ class PersonaVectorRecipe:
     texts: list[str]  # every distinct text needed, persona texts and review texts
     text_rows: np.ndarray  # (personas,) row of each persona's own text
     evidence_rows: list[np.ndarray]  # per persona, the rows of its known evidence reviews (may be empty)
-
-
-def unit_rows(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
-    return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def recipe(personas: Sequence, review_texts: Mapping[str, str] | None) -> PersonaVectorRecipe:

@@ -72,11 +72,11 @@ def interaction_vectors(items: np.ndarray, reviews: np.ndarray, has_review: np.n
     """History interactions as unit rows: the item's vector, the user's review's, or both (see the module).
     `items` and `reviews` are (n, dim) unit rows; where `has_review` is False the item is used."""
     source = ProfileSource(source)
-    items = _unit_rows(items)
+    items = unit_rows(items)
     if source is ProfileSource.ITEMS:
         return items
-    reviews = _unit_rows(reviews)
-    mixed = reviews if source is ProfileSource.REVIEWS else _unit_rows(items + reviews)
+    reviews = unit_rows(reviews)
+    mixed = reviews if source is ProfileSource.REVIEWS else unit_rows(items + reviews)
     return np.where(np.asarray(has_review, dtype=bool)[:, None], mixed, items).astype(np.float32)
 
 
@@ -86,7 +86,8 @@ def interaction_vector(item: np.ndarray, review: np.ndarray | None, source: Prof
     return interaction_vectors(item[None, :], reviews[None, :], np.array([review is not None]), source)[0]
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Each row divided by its norm (a zero row stays zero), as float32."""
     matrix = np.asarray(matrix, dtype=np.float64)
     norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
     return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)

@@ -70,7 +70,11 @@ def test_an_index_records_its_kind_and_refuses_another(subset, subset_personas, 
     info = run_cli("index", "info", "--index", index)
     assert "persona_vector: evidence" in info.output
     refused = run_cli("index", "build", "--personas", subset_personas, "--index", index, "--no-progress", expect=64)
+    assert "note: text persona vectors; give --reviews" in refused.output  # auto, without --reviews
     assert "'text' persona vectors; this index holds 'evidence'" in refused.output
+    auto = run_cli("index", "build", "--personas", subset_personas, "--index", tmp_path / "auto",
+                   "--reviews", subset["reviews"], "--no-progress")
+    assert "(evidence persona vectors)" in auto.output
     missing = run_cli("index", "build", "--personas", subset_personas, "--index", tmp_path / "other",
                       "--persona-vector", "blend", expect=64)
     assert "needs --reviews" in missing.output

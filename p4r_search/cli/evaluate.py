@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..personas import GENERATORS
-from ..training.head import HeadSettings
+from ..training.head import POSITIVES, HeadSettings
 from .app import cli
 from .options import make_reader, model_option, progress_bar, progress_option, report_rejects, skip_invalid_option
 
@@ -39,10 +39,13 @@ def evaluate() -> None:
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Also train the encoder on the training split (one head per profile source and persona vector).")
 @click.option("--train-epochs", type=int, default=HeadSettings.epochs, show_default=True, help="Training epochs.")
+@click.option("--train-positive", type=click.Choice(POSITIVES), default="persona", show_default=True,
+              help="Training positive: the persona the user's review supports, or the item's best persona.")
 @skip_invalid_option
 @progress_option
 @click.option("--json", "as_json", is_flag=True, help="Print results.json instead of the table.")
-def loo(data_dir, out, work, generator, model, seed, min_rating, train, train_epochs, skip_invalid, progress, as_json):
+def loo(data_dir, out, work, generator, model, seed, min_rating, train, train_epochs, train_positive, skip_invalid,
+        progress, as_json):
     """Leave-one-out: per user, the last positive interaction is test, the one before it validation.
 
     Candidates (top 20, history excluded) come from popularity and CF (implicit BPR and ALS, tuned on
@@ -64,7 +67,7 @@ def loo(data_dir, out, work, generator, model, seed, min_rating, train, train_ep
     data = load_eval_data(data_dir, reader)
     report_rejects(reader)
     settings = LooSettings(generator=generator, seed=seed, min_rating=min_rating, train=train,
-                           head=HeadSettings(epochs=train_epochs, seed=seed))
+                           head=HeadSettings(epochs=train_epochs, seed=seed, positive=train_positive))
     encoder = Encoder(model)
     report = run_loo(data, settings, encoder, work or out / "work", progress=progress_bar(progress, "personas"))
     json_path, md_path = write_report(report, out)

@@ -45,9 +45,11 @@ def read_records(personas_path, reader):
 
 
 persona_vector_options = [
-    click.option("--persona-vector", type=click.Choice(PERSONA_VECTOR_KINDS), default="text", show_default=True,
+    click.option("--persona-vector", type=click.Choice(["auto", *PERSONA_VECTOR_KINDS]), default="auto",
+                 show_default=True,
                  help="What a persona vector embeds: its text, the centroid of its evidence reviews (needs "
-                      "--reviews), or both (blend). `p4r eval loo` says which ranks best on your data."),
+                      "--reviews), or both (blend); auto: evidence with --reviews, else text. "
+                      "`p4r eval loo` says which ranks best on your data."),
     click.option("--reviews", "reviews_path", type=input_file, default=None,
                  help="Reviews JSONL: the evidence texts for --persona-vector evidence or blend."),
 ]
@@ -57,6 +59,16 @@ def with_persona_vector_options(f):
     for option in reversed(persona_vector_options):
         f = option(f)
     return f
+
+
+def resolve_kind(persona_vector: str, reviews_path) -> str:
+    if persona_vector != "auto":
+        return persona_vector
+    if reviews_path is None:
+        click.echo("note: text persona vectors; give --reviews for evidence vectors, which rank better "
+                   "in `p4r eval loo` (docs/evaluation.md)", err=True)
+        return "text"
+    return "evidence"
 
 
 def read_review_texts(persona_vector, reviews_path, reader) -> dict[str, str] | None:
@@ -120,6 +132,7 @@ def build(personas_path, engine, index_name, url, ca_certs, insecure, os_engine,
     reader = make_reader(skip_invalid, rejects, Path(f"{index_name}.rejects.jsonl"))
     items = load_items(items_path, reader)[0] if items_path else None
     records = read_records(personas_path, reader)
+    persona_vector = resolve_kind(persona_vector, reviews_path)
     review_texts = read_review_texts(persona_vector, reviews_path, reader)
     report_rejects(reader)
     backend = open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
@@ -181,6 +194,7 @@ def attach(personas_path, engine, index_name, url, ca_certs, insecure, os_engine
         raise ConfigError("attach is for --engine es or opensearch; use `index build` for the embedded engine")
     reader = make_reader(skip_invalid, rejects, Path(f"{index_name}.rejects.jsonl"))
     records = read_records(personas_path, reader)
+    persona_vector = resolve_kind(persona_vector, reviews_path)
     review_texts = read_review_texts(persona_vector, reviews_path, reader)
     report_rejects(reader)
     backend = open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license)

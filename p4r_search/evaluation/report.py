@@ -86,11 +86,13 @@ def markdown(report: LooReport) -> str:
 
 def describe_interval(summary: dict[str, Any]) -> list[str]:
     lines = []
-    for metric, found in summary.get("persona_lift_ci95", {}).items():
-        low, high = found["relative_ci95"]
-        if low is not None:
-            lines.append(f"- bootstrap 95 % interval of that lift ({metric}, {found['resamples']} resamples of "
-                         f"{found['cases']} users): {low:+.1%} to {high:+.1%}")
+    for key, what in (("persona_lift_ci95", "the lift over the generator"),
+                      ("persona_vs_single_vector_ci95", "persona max-sim over single-vector")):
+        for metric, found in summary.get(key, {}).items():
+            low, high = found["relative_ci95"]
+            if low is not None:
+                lines.append(f"- bootstrap 95 % interval of {what} ({metric}, {found['resamples']} resamples of "
+                             f"{found['cases']} users): {low:+.1%} to {high:+.1%}")
     return lines
 
 

@@ -44,6 +44,7 @@ def headline(rows: list[Row], settings: LooSettings, strongest: str, orders: Map
     test = evaluators["test"]
     per_case = lambda order: test.per_case(order)[metric]
     generator_values = per_case(candidates["test"][strongest])
+    single_values = per_case(orders[(strongest, "single")]["test"])
     return {
         "strongest_generator": strongest,
         "best_persona_reranker": best,
@@ -53,6 +54,9 @@ def headline(rows: list[Row], settings: LooSettings, strongest: str, orders: Map
                                                     settings.bootstrap_resamples, settings.seed)},
         "persona_vs_single_vector": compare(find(rows, "test", strongest, "single"),
                                             find(rows, "test", strongest, "persona"), SHOWN),
+        "persona_vs_single_vector_ci95": {metric: lift_interval(single_values,
+                                                                per_case(orders[(strongest, "persona")]["test"]),
+                                                                settings.bootstrap_resamples, settings.seed)},
         "full_catalog_persona_vs_single_vector": compare(find(rows, "test", FULL_CATALOG, "single"),
                                                          find(rows, "test", FULL_CATALOG, "persona"), SHOWN),
         "start_with": start_with(chosen, best),

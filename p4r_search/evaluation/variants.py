@@ -16,8 +16,8 @@ from scipy.sparse import csr_matrix
 
 from ..catalog import Catalog
 from ..models import ItemPersonas
-from ..persona_vectors import PersonaVectorKind, combine, recipe, unit_rows
-from ..profile import ProfileSource, interaction_vectors
+from ..persona_vectors import PersonaVectorKind, combine, recipe
+from ..profile import ProfileSource, interaction_vectors, unit_rows
 from .vectors import PersonaVectors, by_support
 
 UNTRAINED, TRAINED = "untrained", "trained"

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ChoiceError, ConfigError
 from ..persona_vectors import PersonaVectorKind
-from ..profile import ProfileSource
+from ..profile import ProfileSource, unit_rows
 from .examples import TrainingSet
 
 SCALE = 20.0  # MultipleNegativesRankingLoss's default
@@ -65,9 +65,7 @@ class TrainedHead:
 
 def apply_head(vectors: np.ndarray, weight: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
-    out = vectors + vectors @ weight.T.astype(np.float32)
-    norms = np.linalg.norm(out, axis=-1, keepdims=True)
-    return (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    return unit_rows(vectors + vectors @ weight.T.astype(np.float32))
 
 
 def _torch_sparse(matrix):
