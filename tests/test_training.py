@@ -35,7 +35,7 @@ from p4r_search.training import (
     save_encoder,
     train_head,
 )
-from p4r_search.training.head import _Forward
+from p4r_search.training.forward import Forward
 
 pytestmark = needs_digital_music
 
@@ -106,12 +106,9 @@ def test_anchors_and_positives_are_built_as_serving_builds_them(music, source, k
 
     _, data, base = training_set(music, source, kind)
     weight = np.random.default_rng(1).normal(scale=0.05, size=(base.shape[1],) * 2).astype(np.float32)
-    forward = _Forward(data, base)
-    batch = np.arange(len(data))
     with torch.no_grad():
-        texts = forward.texts(torch.from_numpy(weight))
-        anchors = forward.anchors_of(batch, texts, forward.items(forward.personas(texts))).numpy()
-        positives = forward.positives_of(batch, texts).numpy()
+        found = Forward(data, base).vectors(np.arange(len(data)), torch.from_numpy(weight))
+    anchors, positives = found.anchors.numpy(), found.positives.numpy()
     embedded = apply_head(base, weight)
     evidence = [list(data.personas.evidence[p].indices) for p in range(data.personas.evidence.shape[0])]
     recipe = PersonaVectorRecipe(data.texts, data.personas.text_rows, [np.array(e, dtype=np.int64) for e in evidence])
@@ -191,10 +188,8 @@ def test_train_encoder_cli_then_index_and_recommend_with_it(music, tmp_path):
     assert "was built with model" in refused.output  # reviews embedded by another model than the index's
 
     inputs, data, base = training_set(music, "both", "evidence")
-    forward = _Forward(data, base)
     with torch.no_grad():
-        texts = forward.texts(torch.from_numpy(load_head(model)))
-        anchors = forward.anchors_of(np.arange(len(data)), texts, forward.items(forward.personas(texts))).numpy()
+        anchors = Forward(data, base).vectors(np.arange(len(data)), torch.from_numpy(load_head(model))).anchors.numpy()
     recommender = Recommender(EmbeddedBackend(index), encoder=Encoder(str(model)), profile=ProfileConfig(source="both"))
     own = {(r.user_id, r.item_id): r.text for r in inputs.reviews}
     checked = 0

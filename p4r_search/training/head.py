@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import ChoiceError, ConfigError
-from ..persona_vectors import PersonaVectorKind
-from ..profile import ProfileSource, unit_rows
+from ..profile import unit_rows
 from .examples import TrainingSet
+from .forward import Forward
 
 SCALE = 20.0  # MultipleNegativesRankingLoss's default
 POSITIVES = ("persona", "item")
@@ -68,112 +68,6 @@ def apply_head(vectors: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return unit_rows(vectors + vectors @ weight.T.astype(np.float32))
 
 
-def _torch_sparse(matrix):
-    import torch
-
-    coo = matrix.tocoo()
-    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    values = torch.from_numpy(coo.data.astype(np.float32))
-    return torch.sparse_coo_tensor(indices, values, coo.shape, check_invariants=False).coalesce()
-
-
-class _Forward:
-    """Every vector of the training set as a function of W, computed the way serving computes it."""
-
-    def __init__(self, data: TrainingSet, base: np.ndarray):
-        import torch
-
-        self.torch = torch
-        self.data = data
-        self.base = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32))
-        self.evidence = _torch_sparse(data.personas.evidence)
-        self.has_evidence = torch.from_numpy(np.diff(data.personas.evidence.indptr) > 0)
-        pads = torch.from_numpy(data.personas.item_personas)
-        self.item_personas, self.item_mask = pads.clamp(min=0), pads >= 0
-        self.interaction_items = torch.from_numpy(data.interaction_items)
-        reviews = torch.from_numpy(data.interaction_reviews)
-        self.interaction_reviews, self.has_review = reviews.clamp(min=0), reviews >= 0
-        self.anchors = data.anchors
-        self.positive_evidence = data.positive_evidence
-        self.positive_text = torch.from_numpy(data.positive_text)
-
-    def texts(self, weight):
-        out = self.base + self.base @ weight.T
-        return self.torch.nn.functional.normalize(out, dim=-1)
-
-    def combine(self, text, evidence, has_evidence):
-        """persona_vectors.combine, in torch: text, evidence (text where none) or blend."""
-        normalize = self.torch.nn.functional.normalize
-        if self.data.kind is PersonaVectorKind.TEXT:
-            return text
-        evidence = normalize(evidence, dim=-1)
-        mixed = evidence if self.data.kind is PersonaVectorKind.EVIDENCE else normalize(evidence + text, dim=-1)
-        return self.torch.where(has_evidence[:, None], mixed, text)
-
-    def personas(self, texts):
-        return self.combine(texts[self.data.personas.text_rows], self.torch.sparse.mm(self.evidence, texts),
-                            self.has_evidence)
-
-    def items(self, personas):
-        """profile.item_vector: the normalised mean of each item's persona vectors."""
-        summed = (personas[self.item_personas] * self.item_mask[..., None]).sum(dim=1)
-        return self.torch.nn.functional.normalize(summed, dim=-1)
-
-    def anchors_of(self, batch: np.ndarray, texts, items):
-        """profile.history_profile over profile.interaction_vector, for the batch's examples."""
-        normalize = self.torch.nn.functional.normalize
-        rows = self.anchors[batch]
-        used = np.unique(rows.indices)
-        item = items[self.interaction_items[used]]
-        if self.data.source is ProfileSource.ITEMS:
-            vectors = item
-        else:
-            review = texts[self.interaction_reviews[used]]
-            mixed = review if self.data.source is ProfileSource.REVIEWS else normalize(item + review, dim=-1)
-            vectors = self.torch.where(self.has_review[used][:, None], mixed, item)
-        local = rows[:, used]
-        return normalize(self.torch.sparse.mm(_torch_sparse(local), vectors), dim=-1)
-
-    def positives_of(self, batch: np.ndarray, texts):
-        rows = self.positive_evidence[batch]
-        has = self.torch.from_numpy(np.diff(rows.indptr) > 0)
-        evidence = self.torch.sparse.mm(_torch_sparse(rows), texts)
-        return self.combine(texts[self.positive_text[batch]], evidence, has)
-
-    def item_scores(self, every, items):
-        """(batch, n) max-sim scores of items (batch, n), from the (batch, personas) cosines `every`."""
-        rows = self.item_personas[items]  # (batch, n, most personas)
-        sims = self.torch.gather(every, 1, rows.reshape(len(items), -1)).reshape(rows.shape)
-        return sims.masked_fill(~self.item_mask[items], -1e4).amax(dim=-1)
-
-    def best_other(self, every, batch: np.ndarray, targets):
-        """The best cosine among the target item's personas other than the positive one (-1e4 if none)."""
-        rows = self.item_personas[targets]
-        mask = self.item_mask[targets] & (rows != self.torch.from_numpy(self.data.positive_persona[batch])[:, None])
-        sims = self.torch.gather(every, 1, rows)
-        return sims.masked_fill(~mask, -1e4).amax(dim=-1)
-
-    def loss(self, batch: np.ndarray, weight, positive: str = "persona"):
-        torch = self.torch
-        texts = self.texts(weight)
-        personas = self.personas(texts)
-        anchors = self.anchors_of(batch, texts, self.items(personas))
-        positives = self.positives_of(batch, texts)
-        logits = anchors @ positives.T
-        targets = torch.from_numpy(self.data.targets[batch])
-        same_item = (targets[:, None] == targets[None, :]) & ~torch.eye(len(batch), dtype=torch.bool)
-        logits = logits.masked_fill(same_item, -1e4)
-        every = anchors @ personas.T  # item scores by gathering from here: cheaper to differentiate
-        if positive == "item":
-            logits = logits + torch.diag(self.best_other(every, batch, targets) - logits.diagonal()).clamp(min=0)
-        hard = torch.from_numpy(self.data.hard[batch])
-        if hard.shape[1]:
-            sims = self.item_scores(every, hard.clamp(min=0))
-            sims = sims.masked_fill((hard < 0) | (hard == targets[:, None]), -1e4)
-            logits = torch.cat([logits, sims], dim=1)
-        return torch.nn.functional.cross_entropy(SCALE * logits, torch.arange(len(batch)))
-
-
 def train_head(data: TrainingSet, base: np.ndarray, settings: HeadSettings,
                progress: Callable[[Iterable], Iterable] = lambda it: it) -> TrainedHead:
     """Train W on `data`, whose texts are embedded (unit rows, in `data.texts` order) by the base model."""
@@ -184,7 +78,7 @@ def train_head(data: TrainingSet, base: np.ndarray, settings: HeadSettings,
                           "that have reviews")
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    forward = _Forward(data, base)
+    forward = Forward(data, base)
     dim = base.shape[1]
     weight = torch.zeros(dim, dim, requires_grad=True)
     optimiser = torch.optim.AdamW([weight], lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -196,7 +90,7 @@ def train_head(data: TrainingSet, base: np.ndarray, settings: HeadSettings,
             batch = np.sort(order[start:start + settings.batch_size])
             if len(batch) < 2:
                 continue
-            loss = forward.loss(batch, weight, settings.positive)
+            loss = batch_loss(forward, batch, weight, settings.positive)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -205,34 +99,39 @@ def train_head(data: TrainingSet, base: np.ndarray, settings: HeadSettings,
     return TrainedHead(weight.detach().numpy().copy(), losses, len(data))
 
 
+def batch_loss(forward: Forward, batch: np.ndarray, weight, positive: str = "persona"):
+    import torch
+
+    return torch.nn.functional.cross_entropy(SCALE * forward.logits(batch, weight, positive), torch.arange(len(batch)))
+
+
+def _chunks(data: TrainingSet, size: int, seed: int) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(len(data))
+    return [np.sort(order[s:s + size]) for s in range(0, len(order), size) if len(order[s:s + size]) >= 2]
+
+
 def mean_loss(data: TrainingSet, base: np.ndarray, weight: np.ndarray, batch_size: int = 128, seed: int = 0) -> float:
     """The loss of a given W over the whole set, batched as in training (for tests and reports)."""
     import torch
 
-    forward = _Forward(data, base)
-    order = np.random.default_rng(seed).permutation(len(data))
+    forward = Forward(data, base)
+    w = torch.from_numpy(np.asarray(weight, dtype=np.float32))
     with torch.no_grad():
-        w = torch.from_numpy(np.asarray(weight, dtype=np.float32))
-        losses = [(float(forward.loss(np.sort(order[s:s + batch_size]), w)), len(order[s:s + batch_size]))
-                  for s in range(0, len(order), batch_size) if len(order[s:s + batch_size]) >= 2]
-    return sum(l * n for l, n in losses) / sum(n for _, n in losses)
+        losses = [(float(batch_loss(forward, batch, w)), len(batch)) for batch in _chunks(data, batch_size, seed)]
+    return sum(value * n for value, n in losses) / sum(n for _, n in losses)
 
 
 def ranking_accuracy(data: TrainingSet, base: np.ndarray, weight: np.ndarray) -> float:
     """The share of examples whose positive outscores every one of their hard-negative items (max-sim)."""
     import torch
 
-    forward = _Forward(data, base)
-    batch = np.arange(len(data))
+    if not data.hard.shape[1]:
+        return 1.0
+    forward = Forward(data, base)
+    w = torch.from_numpy(np.asarray(weight, dtype=np.float32))
+    wins = 0
     with torch.no_grad():
-        w = torch.from_numpy(np.asarray(weight, dtype=np.float32))
-        texts = forward.texts(w)
-        personas = forward.personas(texts)
-        anchors = forward.anchors_of(batch, texts, forward.items(personas))
-        positive = (anchors * forward.positives_of(batch, texts)).sum(dim=-1)
-        hard = torch.from_numpy(data.hard)
-        if not hard.shape[1]:
-            return 1.0
-        sims = forward.item_scores(anchors @ personas.T, hard.clamp(min=0))
-        sims = sims.masked_fill((hard < 0) | (hard == torch.from_numpy(data.targets)[:, None]), -1e4)
-        return float((positive[:, None] > sims).all(dim=1).float().mean())
+        for batch in _chunks(data, 512, 0):
+            logits = forward.logits(batch, w)
+            wins += int((logits.diagonal()[:, None] > logits[:, len(batch):]).all(dim=1).sum())
+    return wins / len(data)
