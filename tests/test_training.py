@@ -143,6 +143,8 @@ def test_training_repeats_exactly_with_a_seed(music):
     assert np.array_equal(first.weight, again.weight) and first.losses == again.losses
     other = train_head(data, base, HeadSettings(epochs=2, batch_size=32, seed=6))
     assert not np.array_equal(first.weight, other.weight)
+    capped = train_head(data, base, HeadSettings(epochs=5, max_steps=3, batch_size=32, seed=5))
+    assert capped.steps == 3 and len(capped.losses) == 1 and first.steps > 3
 
 
 def test_the_saved_model_embeds_as_the_head_computes(music, tmp_path, encoder):

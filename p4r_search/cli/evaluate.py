@@ -39,13 +39,15 @@ def evaluate() -> None:
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Also train the encoder on the training split (one head per profile source and persona vector).")
 @click.option("--train-epochs", type=int, default=HeadSettings.epochs, show_default=True, help="Training epochs.")
+@click.option("--train-steps", type=int, default=HeadSettings.max_steps, show_default=True,
+              help="Training steps per head at most, whatever the epochs (0: no cap).")
 @click.option("--train-positive", type=click.Choice(POSITIVES), default="persona", show_default=True,
               help="Training positive: the persona the user's review supports, or the item's best persona.")
 @skip_invalid_option
 @progress_option
 @click.option("--json", "as_json", is_flag=True, help="Print results.json instead of the table.")
-def loo(data_dir, out, work, generator, model, seed, min_rating, train, train_epochs, train_positive, skip_invalid,
-        progress, as_json):
+def loo(data_dir, out, work, generator, model, seed, min_rating, train, train_epochs, train_steps, train_positive,
+        skip_invalid, progress, as_json):
     """Leave-one-out: per user, the last positive interaction is test, the one before it validation.
 
     Candidates (top 20, history excluded) come from popularity and CF (implicit BPR and ALS, tuned on
@@ -67,7 +69,8 @@ def loo(data_dir, out, work, generator, model, seed, min_rating, train, train_ep
     data = load_eval_data(data_dir, reader)
     report_rejects(reader)
     settings = LooSettings(generator=generator, seed=seed, min_rating=min_rating, train=train,
-                           head=HeadSettings(epochs=train_epochs, seed=seed, positive=train_positive))
+                           head=HeadSettings(epochs=train_epochs, max_steps=train_steps or None, seed=seed,
+                                             positive=train_positive))
     encoder = Encoder(model)
     report = run_loo(data, settings, encoder, work or out / "work", progress=progress_bar(progress, "personas"))
     json_path, md_path = write_report(report, out)

@@ -50,6 +50,8 @@ def train() -> None:
 @click.option("--positive", type=click.Choice(POSITIVES), default="persona", show_default=True,
               help="persona: the persona the user's review supports (the paper); item: the item's best persona.")
 @click.option("--epochs", type=int, default=HeadSettings.epochs, show_default=True)
+@click.option("--max-steps", type=int, default=HeadSettings.max_steps, show_default=True,
+              help="Optimiser steps at most, whatever the epochs (0: no cap).")
 @click.option("--batch-size", type=int, default=HeadSettings.batch_size, show_default=True)
 @click.option("--learning-rate", type=float, default=HeadSettings.learning_rate, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the example order and the CF fit.")
@@ -59,7 +61,8 @@ def train() -> None:
 @progress_option
 @json_option
 def encoder(data_dir, personas_path, out, model, profile_source, persona_vector, last_n, gamma, split, min_rating,
-            negatives, positive, epochs, batch_size, learning_rate, seed, cache, skip_invalid, progress, as_json):
+            negatives, positive, epochs, max_steps, batch_size, learning_rate, seed, cache, skip_invalid, progress,
+            as_json):
     """Train a head on top of the encoder so that a user's profile lies next to the persona of the item they
     choose next (anchors: profiles built as at serving time; positives: personas; negatives: in-batch and the
     candidate generator's top items). Writes a sentence-transformers folder with a model card."""
@@ -69,13 +72,15 @@ def encoder(data_dir, personas_path, out, model, profile_source, persona_vector,
 
     reader = make_reader(skip_invalid, None, out.with_name(out.name + ".rejects.jsonl"))
     settings = TrainSettings(ProfileConfig(last_n, gamma, source=profile_source), persona_vector,
-                             HeadSettings(epochs, batch_size, learning_rate, seed=seed, positive=positive))
+                             HeadSettings(epochs=epochs, max_steps=max_steps or None, batch_size=batch_size,
+                                          learning_rate=learning_rate, seed=seed, positive=positive))
     _, head, card = train_encoder(data_dir, personas_path, out, settings=settings, base_model=model, cache=cache,
                                   reader=reader, progress=progress_bar(progress, "epochs"), min_rating=min_rating,
                                   split=split, negatives=negatives)
     report_rejects(reader)
-    summary = {"model": str(out), "examples": card["examples"], "first_loss": head.losses[0],
+    summary = {"model": str(out), "examples": card["examples"], "steps": head.steps, "first_loss": head.losses[0],
                "last_loss": head.losses[-1], "seconds": card["seconds"]}
     click.echo(json.dumps(summary) if as_json else
-               f"trained on {card['examples']} examples in {card['seconds']} s: loss {head.losses[0]:.4f} → "
+               f"trained on {card['examples']} examples ({head.steps} steps) in {card['seconds']} s: loss "
+               f"{head.losses[0]:.4f} → "
                f"{head.losses[-1]:.4f}; saved to {out} (use --embedding-model {out})")

@@ -115,7 +115,7 @@ def train_on_split(data: EvalData, personas: Mapping[str, ItemPersonas], encoder
     """`split_inputs`, then `training.fit`: the head, and what it was trained on (for the model card)."""
     inputs, info = split_inputs(data, personas, **split)
     head, examples, seconds = fit(inputs, encoder, settings, progress)
-    return head, {**info, "examples": len(examples), "seconds": round(seconds, 1)}
+    return head, {**info, "examples": len(examples), "steps": head.steps, "seconds": round(seconds, 1)}
 
 
 def everything(data: EvalData, position: Mapping[str, int]) -> Fold:

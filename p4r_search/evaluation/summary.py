@@ -91,7 +91,8 @@ def make_config(settings: LooSettings, generator_info: dict[str, Any], encoder, 
                   "persona_vector": list(settings.persona_vectors),
                   "encoder": ["untrained", "trained"] if settings.train else ["untrained"]},
         "training": {"head": settings.head.as_dict(), "profile_for_anchors": {"N": 10, "gamma": 0.65},
-                     "heads": {f"{source}/{kind}": {"examples": h.examples, "losses": [round(x, 4) for x in h.losses]}
+                     "heads": {f"{source}/{kind}": {"examples": h.examples, "steps": h.steps,
+                                                    "losses": [round(x, 4) for x in h.losses]}
                                for (source, kind), h in heads.items()}} if settings.train else None,
         "seconds": dict(seconds),
         "counts": {

@@ -34,6 +34,7 @@ POSITIVES = ("persona", "item")
 @dataclass(frozen=True)
 class HeadSettings:
     epochs: int = 8
+    max_steps: int | None = 200  # optimiser steps at most (None: no cap): bounds the time on large data
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -41,8 +42,8 @@ class HeadSettings:
     positive: str = "persona"  # "persona": the persona the user's review supports; "item": the item's best persona
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ConfigError("training needs at least 1 epoch and batches of at least 2 examples")
+        if self.epochs < 1 or self.batch_size < 2 or (self.max_steps is not None and self.max_steps < 1):
+            raise ConfigError("training needs at least 1 epoch, 1 step and batches of at least 2 examples")
         if self.learning_rate <= 0:
             raise ConfigError(f"the learning rate must be positive, got {self.learning_rate}")
         if self.positive not in POSITIVES:
@@ -55,8 +56,9 @@ class HeadSettings:
 @dataclass
 class TrainedHead:
     weight: np.ndarray  # (dim, dim): the trained text vector is normalise(e + weight @ e)
-    losses: list[float] = field(default_factory=list)  # mean training loss of each epoch
+    losses: list[float] = field(default_factory=list)  # mean training loss of each epoch (begun)
     examples: int = 0
+    steps: int = 0
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """The trained encoder's vectors from the base encoder's unit vectors (rows)."""
@@ -82,21 +84,26 @@ def train_head(data: TrainingSet, base: np.ndarray, settings: HeadSettings,
     dim = base.shape[1]
     weight = torch.zeros(dim, dim, requires_grad=True)
     optimiser = torch.optim.AdamW([weight], lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    losses = []
+    losses, steps = [], 0
     for _ in progress(range(settings.epochs)):
+        if steps == settings.max_steps:
+            break
         order = rng.permutation(len(data))
-        total = 0.0
+        total, seen = 0.0, 0
         for start in range(0, len(order), settings.batch_size):
             batch = np.sort(order[start:start + settings.batch_size])
             if len(batch) < 2:
                 continue
+            if steps == settings.max_steps:
+                break
             loss = batch_loss(forward, batch, weight, settings.positive)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += loss.item() * len(batch)
-        losses.append(total / len(order))
-    return TrainedHead(weight.detach().numpy().copy(), losses, len(data))
+            total, seen, steps = total + loss.item() * len(batch), seen + len(batch), steps + 1
+        if seen:
+            losses.append(total / seen)
+    return TrainedHead(weight.detach().numpy().copy(), losses, len(data), steps)
 
 
 def batch_loss(forward: Forward, batch: np.ndarray, weight, positive: str = "persona"):
