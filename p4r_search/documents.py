@@ -31,6 +31,7 @@ class ItemDocument:
     categories: tuple[str, ...] = ()
     attributes: Mapping[str, Any] = field(default_factory=dict)
     persona_vector: str = PersonaVectorKind.TEXT.value
+    evidence_prior: float = 0.0
     text_fallbacks: int = 0  # personas embedded by their text because no evidence review was known
 
     def __post_init__(self) -> None:
@@ -46,27 +47,31 @@ def build_documents(
     *,
     persona_vector: PersonaVectorKind | str = PersonaVectorKind.TEXT,
     review_texts: Mapping[str, str] | None = None,
+    evidence_prior: float = 0.0,
 ) -> Iterator[ItemDocument]:
     """Encode personas in batches of items; item metadata (title, categories, attributes) is optional.
-    `review_texts` (review id → text) is needed by the `evidence` and `blend` persona vectors."""
+    `review_texts` (review id → text) is needed by the `evidence` and `blend` persona vectors, and
+    `evidence_prior` pulls small personas toward their item (persona_vectors.py)."""
     kind = parse_kind(persona_vector)
     evidence = review_texts if kind is not PersonaVectorKind.TEXT else None
+    prior = evidence_prior if evidence is not None else 0.0
     records = iter(records)
     while batch := list(islice(records, batch_items)):
         personas = [p for record in batch for p in record.personas]
-        made = recipe(personas, evidence)
-        vectors, _ = combine(kind, made, encoder.encode(made.texts))
+        made = recipe(personas, evidence, [record.item_id for record in batch for _ in record.personas])
+        vectors, _ = combine(kind, made, encoder.encode(made.texts), prior)
         start = 0
         for record in batch:
             end = start + len(record.personas)
             fallbacks = sum(len(rows) == 0 for rows in made.evidence_rows[start:end]) if evidence is not None else 0
             yield make_document(record, vectors[start:end], encoder.model_name, (items or {}).get(record.item_id),
-                                persona_vector=kind.value, text_fallbacks=fallbacks)
+                                persona_vector=kind.value, evidence_prior=prior, text_fallbacks=fallbacks)
             start = end
 
 
 def make_document(record: ItemPersonas, vectors: np.ndarray, encoder_model: str, item: Item | None, *,
-                  persona_vector: str = PersonaVectorKind.TEXT.value, text_fallbacks: int = 0) -> ItemDocument:
+                  persona_vector: str = PersonaVectorKind.TEXT.value, evidence_prior: float = 0.0,
+                  text_fallbacks: int = 0) -> ItemDocument:
     return ItemDocument(
         item_id=record.item_id,
         title=item.title if item else record.item_id,
@@ -78,5 +83,6 @@ def make_document(record: ItemPersonas, vectors: np.ndarray, encoder_model: str,
         categories=tuple(item.categories) if item else (),
         attributes=dict(item.attributes) if item else {},
         persona_vector=persona_vector,
+        evidence_prior=evidence_prior,
         text_fallbacks=text_fallbacks,
     )

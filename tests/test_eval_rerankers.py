@@ -23,6 +23,18 @@ def test_top_k_excludes_history_and_breaks_ties_by_item_index():
     assert top_k(scores, [[1]], 3).tolist() == [[0, 2, 4]]
 
 
+def test_top_k_equals_a_full_stable_sort_with_ties_and_history():
+    rng = np.random.default_rng(4)
+    scores = rng.integers(0, 6, size=(40, 50)).astype(np.float64)  # many ties
+    histories = [list(rng.choice(50, size=rng.integers(0, 48), replace=False)) for _ in range(40)]
+    masked = scores.copy()
+    for u, history in enumerate(histories):
+        masked[u, history] = -np.inf
+    for k in (1, 5, 20, 50):
+        expected = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+        assert np.array_equal(top_k(scores, histories, k), expected), k
+
+
 def test_rerank_keeps_the_generator_order_among_equal_scores():
     candidates = np.array([[4, 2, 0, 3]])
     scores = np.array([[0.0, 0.0, 0.2, 0.0, 0.2]])

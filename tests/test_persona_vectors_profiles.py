@@ -52,6 +52,13 @@ def test_the_three_kinds_are_text_evidence_centroid_and_their_blend(records, rev
         assert blend[n] == pytest.approx(unit(evidence[n] + text[n]), abs=1e-5)
     with pytest.raises(ConfigError, match="need the review texts"):
         embed_personas(personas, encoder, "evidence")
+    items = [r.item_id for r in records[:3] for _ in r.personas]
+    pulled, _ = embed_personas(personas, encoder, "evidence", review_texts, items=items, prior=3.0)
+    for n, persona in enumerate(personas):
+        cited = encoder.encode([review_texts[r] for r in persona.evidence_review_ids])
+        item_ids = {r for p, i in zip(personas, items) if i == items[n] for r in p.evidence_review_ids}
+        centroid = unit(encoder.encode([review_texts[r] for r in sorted(item_ids)]).mean(axis=0))
+        assert pulled[n] == pytest.approx(unit(cited.sum(axis=0) + 3.0 * centroid), abs=1e-5)
 
 
 def test_a_persona_whose_evidence_is_unknown_falls_back_to_its_text_and_is_counted(records, review_texts, encoder):
@@ -67,6 +74,10 @@ def test_an_index_records_its_kind_and_refuses_another(subset, subset_personas, 
     run_cli("index", "build", "--personas", subset_personas, "--items", subset["items"], "--index", index,
             "--persona-vector", "evidence", "--reviews", subset["reviews"], "--no-progress")
     assert EmbeddedBackend(index).meta.persona_vector == "evidence"
+    assert EmbeddedBackend(index).meta.evidence_prior == 0.0
+    other = run_cli("index", "build", "--personas", subset_personas, "--index", index, "--reviews", subset["reviews"],
+                    "--evidence-prior", "2", "--no-progress", expect=64)
+    assert "evidence prior 2.0; this index holds 0.0" in other.output
     info = run_cli("index", "info", "--index", index)
     assert "persona_vector: evidence" in info.output
     refused = run_cli("index", "build", "--personas", subset_personas, "--index", index, "--no-progress", expect=64)

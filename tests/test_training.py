@@ -53,14 +53,14 @@ def music(tmp_path_factory, encoder):
     return {"folder": folder, "data": data, "split": split, "personas": personas, "cache": cache}
 
 
-def training_set(music, source="both", kind="evidence"):
+def training_set(music, source="both", kind="evidence", prior=0.0):
     inputs, _ = split_inputs(music["data"], music["personas"], negatives="generator")
     texts = list(dict.fromkeys([*(p.embedding_text for r in inputs.personas.values() for p in r.personas),
                                 *(r.text for r in inputs.reviews)]))
     vectors = dict(zip(texts, music["cache"].encode(texts)))
     data = build_training_set(inputs.sequences, inputs.personas, inputs.reviews, kind=kind,
                               profile=ProfileConfig(source=source), hard_negatives=inputs.hard_negatives,
-                              text_vectors=vectors)
+                              text_vectors=vectors, prior=prior)
     return inputs, data, np.stack([vectors[t] for t in data.texts])
 
 
@@ -97,22 +97,24 @@ def test_the_users_own_review_never_makes_its_positive(music):
     assert checked > 20
 
 
-@pytest.mark.parametrize("source,kind", [("items", "text"), ("reviews", "evidence"), ("both", "blend")])
-def test_anchors_and_positives_are_built_as_serving_builds_them(music, source, kind):
+@pytest.mark.parametrize("source,kind,prior", [("items", "text", 0.0), ("reviews", "evidence", 0.0),
+                                               ("both", "blend", 0.0), ("items", "evidence", 3.0)])
+def test_anchors_and_positives_are_built_as_serving_builds_them(music, source, kind, prior):
     """The trainer's torch vectors equal the numpy functions that serving and the evaluation use."""
     import torch
 
     from p4r_search.profile import history_profile, interaction_vector, item_vector
 
-    _, data, base = training_set(music, source, kind)
+    _, data, base = training_set(music, source, kind, prior)
     weight = np.random.default_rng(1).normal(scale=0.05, size=(base.shape[1],) * 2).astype(np.float32)
     with torch.no_grad():
         found = Forward(data, base).vectors(np.arange(len(data)), torch.from_numpy(weight))
     anchors, positives = found.anchors.numpy(), found.positives.numpy()
     embedded = apply_head(base, weight)
-    evidence = [list(data.personas.evidence[p].indices) for p in range(data.personas.evidence.shape[0])]
-    recipe = PersonaVectorRecipe(data.texts, data.personas.text_rows, [np.array(e, dtype=np.int64) for e in evidence])
-    personas, _ = combine(kind, recipe, embedded)
+    rows_of = lambda matrix: [matrix[n].indices.astype(np.int64) for n in range(matrix.shape[0])]
+    recipe = PersonaVectorRecipe(data.texts, data.personas.text_rows, rows_of(data.personas.evidence),
+                                 rows_of(data.personas.item_evidence))
+    personas, _ = combine(kind, recipe, embedded, prior)
     items = [item_vector(personas[[p for p in row if p >= 0]]) for row in data.personas.item_personas]
     config = ProfileConfig(last_n=10, gamma=0.65, source=source)
     for n in range(0, len(data), 7):
@@ -122,9 +124,9 @@ def test_anchors_and_positives_are_built_as_serving_builds_them(music, source, k
                                       embedded[data.interaction_reviews[m]] if data.interaction_reviews[m] >= 0 else None,
                                       source) for m in row.indices[order]]
         assert anchors[n] == pytest.approx(history_profile(vectors, config), abs=1e-5)
-        rows = data.positive_evidence[n].indices
-        one = PersonaVectorRecipe(data.texts, data.positive_text[n:n + 1], [rows])
-        assert positives[n] == pytest.approx(combine(kind, one, embedded)[0][0], abs=1e-5)
+        one = PersonaVectorRecipe(data.texts, data.positive_text[n:n + 1], [data.positive_evidence[n].indices],
+                                  [data.positive_item[n].indices])
+        assert positives[n] == pytest.approx(combine(kind, one, embedded, prior)[0][0], abs=1e-5)
 
 
 def test_training_lowers_the_loss_and_moves_positives_ahead_of_negatives(music):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR
 from ..personas import GENERATORS
 from ..training.head import POSITIVES, HeadSettings
 from .app import cli
@@ -36,6 +37,8 @@ def evaluate() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the persona generator and CF models.")
 @click.option("--min-rating", type=float, default=3.0, show_default=True,
               help="Interactions rated at least this are positives (validation and test targets).")
+@click.option("--evidence-prior", type=click.FloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True,
+              help="Evidence and blend persona vectors: pseudo-reviews at the item centroid (as index build).")
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Also train the encoder on the training split (one head per profile source and persona vector).")
 @click.option("--train-epochs", type=int, default=HeadSettings.epochs, show_default=True, help="Training epochs.")
@@ -46,7 +49,7 @@ def evaluate() -> None:
 @skip_invalid_option
 @progress_option
 @click.option("--json", "as_json", is_flag=True, help="Print results.json instead of the table.")
-def loo(data_dir, out, work, generator, model, seed, min_rating, train, train_epochs, train_steps, train_positive,
+def loo(data_dir, out, work, generator, model, seed, min_rating, evidence_prior, train, train_epochs, train_steps, train_positive,
         skip_invalid, progress, as_json):
     """Leave-one-out: per user, the last positive interaction is test, the one before it validation.
 
@@ -69,6 +72,7 @@ def loo(data_dir, out, work, generator, model, seed, min_rating, train, train_ep
     data = load_eval_data(data_dir, reader)
     report_rejects(reader)
     settings = LooSettings(generator=generator, seed=seed, min_rating=min_rating, train=train,
+                           evidence_prior=evidence_prior,
                            head=HeadSettings(epochs=train_epochs, max_steps=train_steps or None, seed=seed,
                                              positive=train_positive))
     encoder = Encoder(model)
@@ -94,7 +98,8 @@ def save_chosen_encoder(report, base_model: str, data_dir: Path, folder: Path) -
     card = {"base_model": base_model, "data": str(data_dir), "data_hash": data_hash([data_dir / f for f in FILES]),
             "split": {"kind": "leave-one-out training split", "min_rating": report.config["min_rating"]},
             "profile": {"source": setting["profile"], "last_n": 10, "gamma": 0.65},
-            "persona_vector": setting["persona_vector"], "head": report.config["training"]["head"],
+            "persona_vector": setting["persona_vector"], "evidence_prior": report.config["evidence_prior"],
+            "head": report.config["training"]["head"],
             "examples": report.chosen_head.examples, "losses": report.chosen_head.losses,
             "chosen_by": "p4r eval loo, on validation " + report.config["tune_metric"]}
     shutil.rmtree(folder, ignore_errors=True)

@@ -14,7 +14,7 @@ from ..documents import build_documents
 from ..encoder import Encoder
 from ..errors import ConfigError
 from ..models import ItemPersonas, Review
-from ..persona_vectors import PERSONA_VECTOR_KINDS
+from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR, PERSONA_VECTOR_KINDS
 from .app import cli
 from .engines import engine_options, open_backend
 from .options import (
@@ -52,6 +52,9 @@ persona_vector_options = [
                       "`p4r eval loo` says which ranks best on your data."),
     click.option("--reviews", "reviews_path", type=input_file, default=None,
                  help="Reviews JSONL: the evidence texts for --persona-vector evidence or blend."),
+    click.option("--evidence-prior", type=click.FloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True,
+                 help="Evidence and blend vectors: pseudo-reviews at the item's centroid added to each persona's "
+                      "evidence, pulling small personas toward their item."),
 ]
 
 
@@ -122,8 +125,8 @@ def write_to_cluster(backend, docs, *, partial, failed_docs, chunk_size, progres
 @progress_option
 @json_option
 def build(personas_path, engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
-          assume_license, items_path, model, persona_vector, reviews_path, skip_invalid, rejects, failed_docs,
-          chunk_size, progress, as_json):
+          assume_license, items_path, model, persona_vector, reviews_path, evidence_prior, skip_invalid, rejects,
+          failed_docs, chunk_size, progress, as_json):
     """Embed personas and write them, one document per item, replacing what an item had.
 
     Embedded: one atomic commit; an interrupted build leaves the index as it was.
@@ -138,7 +141,7 @@ def build(personas_path, engine, index_name, url, ca_certs, insecure, os_engine,
     backend = open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
                            assume_license, writable=True)
     tally: dict = {}
-    vectors = {"persona_vector": persona_vector, "review_texts": review_texts}
+    vectors = {"persona_vector": persona_vector, "review_texts": review_texts, "evidence_prior": evidence_prior}
     if engine != "embedded":
         docs = counted(build_documents(records, Encoder(model), items, **vectors), tally)
         failed = failed_docs or Path(f"{index_name}.failed.jsonl")
@@ -183,8 +186,8 @@ def create(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assu
 @progress_option
 @json_option
 def attach(personas_path, engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
-           assume_license, model, persona_vector, reviews_path, skip_invalid, rejects, failed_docs, chunk_size,
-           progress, as_json):
+           assume_license, model, persona_vector, reviews_path, evidence_prior, skip_invalid, rejects, failed_docs,
+           chunk_size, progress, as_json):
     """Add personas to an EXISTING cluster index: put_mapping, then bulk partial updates.
 
     No other field of your documents changes. A conflicting `personas` mapping (another
@@ -202,7 +205,8 @@ def attach(personas_path, engine, index_name, url, ca_certs, insecure, os_engine
     backend.attach(encoder.dim, backend.mapping())
     failed = failed_docs or Path(f"{index_name}.failed.jsonl")
     tally: dict = {}
-    docs = counted(build_documents(records, encoder, persona_vector=persona_vector, review_texts=review_texts), tally)
+    docs = counted(build_documents(records, encoder, persona_vector=persona_vector, review_texts=review_texts,
+                                   evidence_prior=evidence_prior), tally)
     write_to_cluster(backend, docs, partial=True, failed_docs=failed, chunk_size=chunk_size,
                      progress=progress and not dry_run, total=len(records), as_json=as_json, dry_run=dry_run)
     warn_fallbacks(tally)
@@ -231,6 +235,7 @@ def info(index_path, as_json):
         "dim": meta.dim,
         "model": meta.model,
         "persona_vector": meta.persona_vector or ("text" if meta.dim is not None else None),
+        "evidence_prior": meta.evidence_prior,
         "generation": meta.generation,
     }
     if as_json:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..persona_vectors import PERSONA_VECTOR_KINDS
+from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR, PERSONA_VECTOR_KINDS
 from ..profile import PROFILE_SOURCES
 from ..training.head import POSITIVES, HeadSettings
 from .app import cli
@@ -39,6 +39,8 @@ def train() -> None:
               help="What a history interaction is in the training anchors; use the same when recommending.")
 @click.option("--persona-vector", type=click.Choice(PERSONA_VECTOR_KINDS), default="evidence", show_default=True,
               help="What a persona vector is in the positives; use the same for `p4r index build`.")
+@click.option("--evidence-prior", type=click.FloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True,
+              help="As for `p4r index build`: pseudo-reviews at the item centroid in each persona's evidence.")
 @click.option("--last-n", type=int, default=10, show_default=True, help="Interactions in an anchor profile.")
 @click.option("--gamma", type=float, default=0.65, show_default=True, help="Recency decay of an anchor profile.")
 @click.option("--split", type=click.Choice(["loo", "none"]), default="loo", show_default=True,
@@ -60,9 +62,9 @@ def train() -> None:
 @skip_invalid_option
 @progress_option
 @json_option
-def encoder(data_dir, personas_path, out, model, profile_source, persona_vector, last_n, gamma, split, min_rating,
-            negatives, positive, epochs, max_steps, batch_size, learning_rate, seed, cache, skip_invalid, progress,
-            as_json):
+def encoder(data_dir, personas_path, out, model, profile_source, persona_vector, evidence_prior, last_n, gamma, split,
+            min_rating, negatives, positive, epochs, max_steps, batch_size, learning_rate, seed, cache, skip_invalid,
+            progress, as_json):
     """Train a head on top of the encoder so that a user's profile lies next to the persona of the item they
     choose next (anchors: profiles built as at serving time; positives: personas; negatives: in-batch and the
     candidate generator's top items). Writes a sentence-transformers folder with a model card."""
@@ -73,7 +75,8 @@ def encoder(data_dir, personas_path, out, model, profile_source, persona_vector,
     reader = make_reader(skip_invalid, None, out.with_name(out.name + ".rejects.jsonl"))
     settings = TrainSettings(ProfileConfig(last_n, gamma, source=profile_source), persona_vector,
                              HeadSettings(epochs=epochs, max_steps=max_steps or None, batch_size=batch_size,
-                                          learning_rate=learning_rate, seed=seed, positive=positive))
+                                          learning_rate=learning_rate, seed=seed, positive=positive),
+                             evidence_prior)
     _, head, card = train_encoder(data_dir, personas_path, out, settings=settings, base_model=model, cache=cache,
                                   reader=reader, progress=progress_bar(progress, "epochs"), min_rating=min_rating,
                                   split=split, negatives=negatives)

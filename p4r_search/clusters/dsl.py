@@ -75,7 +75,8 @@ def persona_sources(doc: ItemDocument) -> list[dict[str, Any]]:
 
 def metadata(doc: ItemDocument) -> dict[str, Any]:
     return {"generator": doc.generator.model_dump(mode="json"), "input_hash": doc.input_hash,
-            "encoder_model": doc.encoder_model, "persona_vector": doc.persona_vector}
+            "encoder_model": doc.encoder_model, "persona_vector": doc.persona_vector,
+            "evidence_prior": doc.evidence_prior}
 
 
 def bulk_lines(index: str, docs: Iterable[ItemDocument], *, partial: bool) -> list[dict[str, Any]]:

@@ -79,5 +79,13 @@ def top_k(scores: np.ndarray, histories: Sequence[Sequence[int]], k: int) -> np.
     masked = np.array(scores, dtype=np.float64, copy=True)
     for u, history in enumerate(histories):
         masked[u, list(history)] = -np.inf
-    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
-    return order
+    if k >= masked.shape[1]:
+        return np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    # a partial sort: the k-th best value of each row, then what is above it and the first of its ties
+    best = np.take_along_axis(masked, np.argpartition(-masked, k - 1, axis=1)[:, :k], axis=1).min(axis=1)
+    out = np.empty((len(masked), k), dtype=np.int64)
+    for u, row in enumerate(masked):
+        above = np.flatnonzero(row > best[u])
+        chosen = np.concatenate([above, np.flatnonzero(row == best[u])[: k - len(above)]])
+        out[u] = chosen[np.lexsort((chosen, -row[chosen]))]
+    return out

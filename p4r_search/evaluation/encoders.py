@@ -51,16 +51,17 @@ def training_inputs(fold: Fold, item_ids: Sequence[str], generator_scores: np.nd
 
 
 def train_heads(inputs: TrainInputs, table: TextTable, sources: Iterable[str], kinds: Iterable[str],
-                profile: ProfileConfig, head: HeadSettings,
+                profile: ProfileConfig, head: HeadSettings, prior: float = 0.0,
                 progress: Callable[[Iterable], Iterable] = lambda it: it) -> dict[tuple[str, str], TrainedHead]:
     """One head per (profile source, persona vector kind), trained on the table's cached base vectors."""
     vectors = {text: table.base[row] for text, row in table.rows.items()}
     heads = {}
     for source in sources:
         for kind in kinds:
-            settings = TrainSettings(ProfileConfig(profile.last_n, profile.gamma, source=source), kind, head)
+            settings = TrainSettings(ProfileConfig(profile.last_n, profile.gamma, source=source), kind, head, prior)
             data = build_training_set(inputs.sequences, inputs.personas, inputs.reviews, profile=settings.profile,
-                                      kind=kind, hard_negatives=inputs.hard_negatives, text_vectors=vectors)
+                                      kind=kind, hard_negatives=inputs.hard_negatives, text_vectors=vectors,
+                                      prior=prior)
             base = table.base[[table.rows[t] for t in data.texts]]
             heads[(source, kind)] = train_head(data, base, head, progress)
             log.info("trained head %s/%s on %d examples: loss %s", source, kind, len(data),

@@ -21,7 +21,7 @@ from scipy.sparse import csr_matrix
 from ..catalog import Catalog
 from ..encoder import TextEncoder
 from ..errors import ConfigError
-from ..persona_vectors import PERSONA_VECTOR_KINDS
+from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR, PERSONA_VECTOR_KINDS
 from ..profile import PROFILE_SOURCES, ProfileConfig
 from ..training import HeadSettings, TrainedHead
 from .candidates import CFParams, cf_scores, grid, interaction_matrix, popularity_scores, top_k
@@ -53,6 +53,7 @@ class LooSettings:
     persona_vectors: tuple[str, ...] = PERSONA_VECTOR_KINDS
     train: bool = True
     head: HeadSettings = field(default_factory=HeadSettings)
+    evidence_prior: float = DEFAULT_EVIDENCE_PRIOR
     tune_metric: str = "NDCG@10"
     bootstrap_resamples: int = 2000
 
@@ -216,14 +217,14 @@ def run_loo(data: EvalData, settings: LooSettings, encoder: TextEncoder, work: P
         inputs = training_inputs(val, reps.item_ids, all_rows_scores(strongest, val, settings, cf_chosen),
                                  [r for rs in catalog.reviews.values() for r in rs], reps.records)
         heads = train_heads(inputs, reps.table, settings.profile_sources, settings.persona_vectors, ProfileConfig(),
-                            settings.head)
+                            settings.head, settings.evidence_prior)
         clock.lap("training")
     log.info("persona and single-vector rerankers over %d variants", len(settings.variants()))
     embedded: dict[Variant, Embedded] = {}
     for variant in settings.variants():
         head = heads.get((variant.profile, variant.persona_vector)) if variant.encoder == TRAINED else None
         embedded[variant] = embed_variant(variant.persona_vector, catalog, reps.records, reps.table,
-                                          head.apply if head else None)
+                                          head.apply if head else None, settings.evidence_prior)
     scorers = {name: Scorer(HistoryTable.build(f.users, f.histories, reps.item_ids, reps.review_row), embedded)
                for name, f in folds.items()}
     histories = {name: f.histories for name, f in folds.items()}

@@ -59,15 +59,17 @@ def headline(rows: list[Row], settings: LooSettings, strongest: str, orders: Map
                                                                 settings.bootstrap_resamples, settings.seed)},
         "full_catalog_persona_vs_single_vector": compare(find(rows, "test", FULL_CATALOG, "single"),
                                                          find(rows, "test", FULL_CATALOG, "persona"), SHOWN),
-        "start_with": start_with(chosen, best),
+        "start_with": start_with(chosen, best, settings.evidence_prior),
     }
 
 
-def start_with(row: Row, reranker: str) -> dict[str, Any]:
+def start_with(row: Row, reranker: str, prior: float) -> dict[str, Any]:
     """The settings a user should start from: the product's names for the chosen variant."""
     p = row.params
     out = {"profile_source": p["profile"], "persona_vector": p["persona_vector"], "encoder": p["encoder"],
            "last_n": p["N"], "gamma": p["gamma"]}
+    if p["persona_vector"] != "text":
+        out["evidence_prior"] = prior
     if reranker == "fusion":
         out["candidate_weight"] = p["weight"]
     return out
@@ -82,6 +84,7 @@ def make_config(settings: LooSettings, generator_info: dict[str, Any], encoder, 
         "encoder_model": encoder.model_name,
         "seeds": {"generator": settings.seed, "cf": settings.seed, "training": settings.head.seed},
         "min_rating": settings.min_rating,
+        "evidence_prior": settings.evidence_prior,
         "candidates_per_user": settings.candidates,
         "tune_metric": settings.tune_metric + " on validation",
         "cf_params": {kind: params for kind, (params, _) in cf_chosen.items()},

@@ -37,7 +37,10 @@ class Choice:
 
 
 class Scorer:
-    """Score matrices of one fold, cached by (variant, reranker kind, N, gamma)."""
+    """Score matrices of one fold by (variant, reranker kind, N, gamma). Only the latest few are kept: a
+    matrix is users × items, and a grid of them over a large catalog would not fit in memory."""
+
+    KEEP = 4
 
     def __init__(self, histories: HistoryTable, embedded: Mapping[Variant, Embedded]):
         self.histories, self.embedded = histories, embedded
@@ -51,6 +54,8 @@ class Scorer:
             profiles = self.histories.profiles(items, e.texts, variant.profile, last_n, gamma)
             self.cache[key] = (profiles @ e.single.T).astype(np.float32) if kind == "single" \
                 else max_sim(profiles, e.personas)
+            while len(self.cache) > self.KEEP:
+                self.cache.pop(next(iter(self.cache)))
         return self.cache[key]
 
 

@@ -97,14 +97,15 @@ class Embedded:
 
 
 def embed_variant(kind: str, catalog: Catalog, records: Mapping[str, ItemPersonas], table: TextTable,
-                  transform: Callable[[np.ndarray], np.ndarray] | None) -> Embedded:
+                  transform: Callable[[np.ndarray], np.ndarray] | None, prior: float = 0.0) -> Embedded:
     """The vectors of one (encoder, persona vector kind): `transform` maps base vectors to the encoder's."""
     texts = table.base if transform is None else transform(table.base)
     personas = [p for item_id in catalog.items for p in by_support(records[item_id])]
+    owners = [item_id for item_id in catalog.items for _ in records[item_id].personas]
     review_texts = {r.review_id: r.text for reviews in catalog.reviews.values() for r in reviews}
-    made = recipe(personas, review_texts if kind != PersonaVectorKind.TEXT.value else None)
+    made = recipe(personas, review_texts if kind != PersonaVectorKind.TEXT.value else None, owners)
     embedded = texts[[table.rows[t] for t in made.texts]]
-    vectors, _ = combine(kind, made, embedded)
+    vectors, _ = combine(kind, made, embedded, prior)
     sizes = [len(records[item_id].personas) for item_id in catalog.items]
     grouped = PersonaVectors(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), vectors)
     single = unit_rows(np.stack([texts[[table.rows[r.text] for r in reviews]].mean(axis=0)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..encoder import TextEncoder
+from ..errors import ConfigError
 from ..models import ItemPersonas, Review
-from ..persona_vectors import PersonaVectorKind, parse_kind
+from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR, PersonaVectorKind, parse_kind
 from ..profile import ProfileConfig
 from .examples import TrainingSet, build_training_set
 from .head import HeadSettings, TrainedHead, apply_head, mean_loss, ranking_accuracy, train_head
@@ -42,14 +43,18 @@ class TrainSettings:
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     persona_vector: PersonaVectorKind = PersonaVectorKind.EVIDENCE
     head: HeadSettings = field(default_factory=HeadSettings)
+    evidence_prior: float = DEFAULT_EVIDENCE_PRIOR
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "persona_vector", parse_kind(self.persona_vector))
+        if self.evidence_prior < 0:
+            raise ConfigError(f"the evidence prior must not be negative, got {self.evidence_prior}")
 
     def as_dict(self) -> dict:
         return {"profile": {"source": self.profile.source.value, "last_n": self.profile.last_n,
                             "gamma": self.profile.gamma},
-                "persona_vector": self.persona_vector.value, "head": self.head.as_dict()}
+                "persona_vector": self.persona_vector.value, "evidence_prior": self.evidence_prior,
+                "head": self.head.as_dict()}
 
 
 def fit(inputs: TrainInputs, encoder: TextEncoder, settings: TrainSettings,
@@ -61,7 +66,7 @@ def fit(inputs: TrainInputs, encoder: TextEncoder, settings: TrainSettings,
     vectors = dict(zip(texts, encoder.encode(texts)))
     data = build_training_set(inputs.sequences, inputs.personas, inputs.reviews, profile=settings.profile,
                               kind=settings.persona_vector, hard_negatives=inputs.hard_negatives,
-                              text_vectors=vectors)
+                              text_vectors=vectors, prior=settings.evidence_prior)
     base = np.stack([vectors[t] for t in data.texts]) if data.texts else np.zeros((0, encoder.dim), np.float32)
     started = time.perf_counter()
     head = train_head(data, base, settings.head, progress)

@@ -37,7 +37,8 @@ class PersonaTable:
     item_ids: list[str]
     item_personas: np.ndarray  # (items, most personas) persona indices, -1 padded; best support first
     text_rows: np.ndarray  # (personas,)
-    evidence: csr_matrix  # (personas, texts) mean weights of the evidence reviews; an empty row: text fallback
+    evidence: csr_matrix  # (personas, texts) 1 per evidence review (summed); an empty row: text fallback
+    item_evidence: csr_matrix  # (personas, texts) mean weights of the reviews the persona's item cites
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,13 @@ class TrainingSet:
     interaction_reviews: np.ndarray  # (interactions,) text row of the user's review of it, -1 if none
     anchors: csr_matrix  # (examples, interactions) recency weights
     positive_text: np.ndarray  # (examples,) text row of the positive persona's text
-    positive_evidence: csr_matrix  # (examples, texts) its evidence without the user's own review
+    positive_evidence: csr_matrix  # (examples, texts) its evidence without the user's own review (summed)
+    positive_item: csr_matrix  # (examples, texts) its item's reviews without the user's own (mean weights)
     targets: np.ndarray  # (examples,) item index of the positive
     positive_persona: np.ndarray  # (examples,) persona index of the positive
     hard: np.ndarray  # (examples, hard negatives) item indices, -1 padded
     users: list[str]  # (examples,) whose history each example is
+    prior: float = 0.0  # the evidence prior (persona_vectors.py)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -80,15 +83,17 @@ def by_support(record: ItemPersonas) -> list:
 
 
 def persona_rows(personas: Mapping[str, ItemPersonas], reviews: Mapping[str, Review], texts: _Texts
-                 ) -> tuple[list[str], np.ndarray, np.ndarray, list[list[int]], dict[str, int]]:
-    """Item ids; (items, most personas) persona indices; each persona's text row and evidence rows; and
-    the persona citing each review id (the first, when several do)."""
+                 ) -> tuple[list[str], np.ndarray, np.ndarray, list[list[int]], list[list[int]], dict[str, int]]:
+    """Item ids; (items, most personas) persona indices; each persona's text row, evidence rows and its
+    item's rows; and the persona citing each review id (the first, when several do)."""
     item_ids = list(personas)
     flat = [p for item_id in item_ids for p in by_support(personas[item_id])]
-    made = recipe(flat, {rid: r.text for rid, r in reviews.items()})
+    owners = [item_id for item_id in item_ids for _ in personas[item_id].personas]
+    made = recipe(flat, {rid: r.text for rid, r in reviews.items()}, owners)
     rows = [texts.row(t) for t in made.texts]  # recipe rows → table rows
     text_rows = np.array([rows[r] for r in made.text_rows], dtype=np.int64)
     evidence = [[rows[r] for r in ev] for ev in made.evidence_rows]
+    item_rows = [[rows[r] for r in ev] for ev in made.item_rows]
     holder = {rid: n for n, p in reversed(list(enumerate(flat))) for rid in p.evidence_review_ids}
     sizes = [len(personas[i].personas) for i in item_ids]
     pad = np.full((len(item_ids), max(sizes, default=1)), -1, dtype=np.int64)
@@ -96,11 +101,15 @@ def persona_rows(personas: Mapping[str, ItemPersonas], reviews: Mapping[str, Rev
     for n, size in enumerate(sizes):
         pad[n, :size] = np.arange(start, start + size)
         start += size
-    return item_ids, pad, text_rows, evidence, holder
+    return item_ids, pad, text_rows, evidence, item_rows, holder
 
 
 def mean_rows(rows: list[list[int]], width: int) -> csr_matrix:
     return _sparse(rows, [[1 / len(r)] * len(r) if r else [] for r in rows], width)
+
+
+def sum_rows(rows: list[list[int]], width: int) -> csr_matrix:
+    return _sparse(rows, [[1.0] * len(r) for r in rows], width)
 
 
 def build_training_set(
@@ -112,6 +121,7 @@ def build_training_set(
     kind: PersonaVectorKind | str = PersonaVectorKind.EVIDENCE,
     hard_negatives: Mapping[str, Sequence[str]] | None = None,
     text_vectors: Mapping[str, np.ndarray] | None = None,
+    prior: float = 0.0,
 ) -> TrainingSet:
     """`sequences`: user → training item ids, oldest first. `reviews`: the reviews that may be used (training
     reviews only). `hard_negatives`: user → candidate item ids, best first. `text_vectors` (text → the base
@@ -120,9 +130,10 @@ def build_training_set(
     kind = parse_kind(kind)
     texts = _Texts([])
     by_id = {r.review_id: r for r in reviews}
-    item_ids, item_personas, text_rows, evidence, holder = persona_rows(personas, by_id, texts)
+    item_ids, item_personas, text_rows, evidence, item_rows, holder = persona_rows(personas, by_id, texts)
     position = {item_id: n for n, item_id in enumerate(item_ids)}
-    nearest = _nearest_persona(kind, list(texts.rows), text_rows, evidence, text_vectors) if text_vectors else None
+    nearest = (_nearest_persona(kind, list(texts.rows), text_rows, evidence, item_rows, text_vectors, prior)
+               if text_vectors else None)
     own = {(r.user_id, r.item_id): r for r in reviews if r.user_id is not None}
     interactions: dict[tuple[str, str], int] = {}
     int_items: list[int] = []
@@ -137,7 +148,7 @@ def build_training_set(
             int_reviews.append(texts.row(review.text) if review is not None and profile.source.value != "items" else -1)
         return interactions[key]
 
-    anchor_rows, anchor_weights, pos_text, pos_rows, targets, hard, pos_persona = [], [], [], [], [], [], []
+    anchor_rows, anchor_weights, pos_text, pos_rows, pos_items, targets, hard, pos_persona = [], [], [], [], [], [], [], []
     users: list[str] = []
     for user in sorted(sequences):
         seq = [i for i in sequences[user] if i in position]
@@ -149,6 +160,7 @@ def build_training_set(
                 continue
             own_row = texts.rows.get(review.text)
             rows = [r for r in evidence[persona] if r != own_row]
+            pos_items.append([r for r in item_rows[persona] if r != own_row])
             history = seq[max(0, t - profile.last_n):t]
             anchor_rows.append([interaction(user, i) for i in history])
             anchor_weights.append(list(recency_weights(len(history), profile.gamma)))
@@ -165,24 +177,26 @@ def build_training_set(
     n_texts = len(texts.rows)
     return TrainingSet(
         texts=list(texts.rows), kind=kind, source=profile.source,
-        personas=PersonaTable(item_ids, item_personas, text_rows, mean_rows(evidence, n_texts)),
+        personas=PersonaTable(item_ids, item_personas, text_rows, sum_rows(evidence, n_texts),
+                              mean_rows(item_rows, n_texts)),
         interaction_items=np.array(int_items, dtype=np.int64), interaction_reviews=np.array(int_reviews, dtype=np.int64),
         anchors=_sparse(anchor_rows, anchor_weights, len(int_items)),
         positive_text=np.array(pos_text, dtype=np.int64),
-        positive_evidence=mean_rows(pos_rows, n_texts),
+        positive_evidence=sum_rows(pos_rows, n_texts), positive_item=mean_rows(pos_items, n_texts),
         targets=np.array(targets, dtype=np.int64), positive_persona=np.array(pos_persona, dtype=np.int64),
-        hard=hard_matrix, users=users,
+        hard=hard_matrix, users=users, prior=prior,
     )
 
 
 def _nearest_persona(kind: PersonaVectorKind, texts: list[str], text_rows: np.ndarray, evidence: list[list[int]],
-                     text_vectors: Mapping[str, np.ndarray]):
+                     item_rows: list[list[int]], text_vectors: Mapping[str, np.ndarray], prior: float):
     """A function (review text, persona indices) → the persona whose base vector is nearest to the review."""
     from ..persona_vectors import PersonaVectorRecipe, combine
 
     embedded = np.stack([text_vectors[t] for t in texts])
-    made = PersonaVectorRecipe(texts, text_rows, [np.asarray(e, dtype=np.int64) for e in evidence])
-    vectors, _ = combine(kind, made, embedded)
+    made = PersonaVectorRecipe(texts, text_rows, [np.asarray(r, dtype=np.int64) for r in evidence],
+                               [np.asarray(r, dtype=np.int64) for r in item_rows])
+    vectors, _ = combine(kind, made, embedded, prior)
 
     def nearest(text: str, candidates: list[int]) -> int:
         return candidates[int(np.argmax(vectors[candidates] @ text_vectors[text]))]

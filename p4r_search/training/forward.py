@@ -44,12 +44,14 @@ class BatchIndex:
     texts: np.ndarray  # global text rows
     item_personas: np.ndarray  # (items, most personas) local persona indices, -1 padded
     persona_text: np.ndarray  # (personas,) local text row
-    persona_evidence: csr_matrix  # (personas, texts) evidence mean weights
+    persona_evidence: csr_matrix  # (personas, texts) evidence, summed
+    persona_item: csr_matrix  # (personas, texts) the item's reviews, mean weights
     interaction_item: np.ndarray  # (interactions,) local item
     interaction_review: np.ndarray  # (interactions,) local text row, -1 without a review
     anchors: csr_matrix  # (batch, interactions) recency weights
     positive_text: np.ndarray  # (batch,) local text row
     positive_evidence: csr_matrix  # (batch, texts)
+    positive_item: csr_matrix  # (batch, texts)
     targets: np.ndarray  # (batch,) local item
     positive_persona: np.ndarray  # (batch,) local persona
     hard: np.ndarray  # (batch, negatives) local item, -1 padded
@@ -63,10 +65,13 @@ def batch_index(data: TrainingSet, batch: np.ndarray) -> BatchIndex:
     pads = data.personas.item_personas[items]
     personas = np.unique(pads[pads >= 0])
     evidence = data.personas.evidence[personas]
+    item_evidence = data.personas.item_evidence[personas]
     positive_evidence = data.positive_evidence[batch]
+    positive_item = data.positive_item[batch]
     reviews = data.interaction_reviews[interactions]
     texts = np.unique(np.concatenate([data.personas.text_rows[personas], evidence.indices, reviews[reviews >= 0],
-                                      data.positive_text[batch], positive_evidence.indices]))
+                                      data.positive_text[batch], positive_evidence.indices,
+                                      *((item_evidence.indices, positive_item.indices) if data.prior else ())]))
     local_text = _lookup(texts, len(data.texts))
     local_persona = _lookup(personas, data.personas.evidence.shape[0])
     local_item = _lookup(items, len(data.personas.item_ids))
@@ -75,11 +80,13 @@ def batch_index(data: TrainingSet, batch: np.ndarray) -> BatchIndex:
         item_personas=np.where(pads >= 0, local_persona[np.maximum(pads, 0)], -1),
         persona_text=local_text[data.personas.text_rows[personas]],
         persona_evidence=evidence[:, texts],
+        persona_item=item_evidence[:, texts] if data.prior else item_evidence[:, :0],
         interaction_item=local_item[data.interaction_items[interactions]],
         interaction_review=np.where(reviews >= 0, local_text[np.maximum(reviews, 0)], -1),
         anchors=anchors[:, interactions],
         positive_text=local_text[data.positive_text[batch]],
         positive_evidence=positive_evidence[:, texts],
+        positive_item=positive_item[:, texts] if data.prior else positive_item[:, :0],
         targets=local_item[data.targets[batch]],
         positive_persona=local_persona[data.positive_persona[batch]],
         hard=np.where(hard >= 0, local_item[np.maximum(hard, 0)], -1),
@@ -111,13 +118,22 @@ class Forward:
         mixed = evidence if self.data.kind is PersonaVectorKind.EVIDENCE else normalize(evidence + text, dim=-1)
         return self.torch.where(has_evidence[:, None], mixed, text)
 
+    def evidence(self, summed: csr_matrix, item: csr_matrix, texts):
+        """Σ evidence + prior · item centroid (persona_vectors.evidence_vector, before normalising)."""
+        torch = self.torch
+        out = torch.sparse.mm(_torch_sparse(summed), texts)
+        if self.data.prior:
+            centroid = self.torch.nn.functional.normalize(torch.sparse.mm(_torch_sparse(item), texts), dim=-1)
+            out = out + self.data.prior * centroid
+        return out
+
     def vectors(self, batch: np.ndarray, weight) -> BatchVectors:
         torch, normalize = self.torch, self.torch.nn.functional.normalize
         ix = batch_index(self.data, batch)
         base = self.base[torch.from_numpy(ix.texts)]
         texts = normalize(base + base @ weight.T, dim=-1)
         personas = self.combine(texts[torch.from_numpy(ix.persona_text)],
-                                torch.sparse.mm(_torch_sparse(ix.persona_evidence), texts),
+                                self.evidence(ix.persona_evidence, ix.persona_item, texts),
                                 torch.from_numpy(np.diff(ix.persona_evidence.indptr) > 0))
         pads = torch.from_numpy(ix.item_personas)
         items = normalize((personas[pads.clamp(min=0)] * (pads >= 0)[..., None]).sum(dim=1), dim=-1)
@@ -129,7 +145,7 @@ class Forward:
             interactions = torch.where((review_rows >= 0)[:, None], mixed, interactions)
         anchors = normalize(torch.sparse.mm(_torch_sparse(ix.anchors), interactions), dim=-1)
         positives = self.combine(texts[torch.from_numpy(ix.positive_text)],
-                                 torch.sparse.mm(_torch_sparse(ix.positive_evidence), texts),
+                                 self.evidence(ix.positive_evidence, ix.positive_item, texts),
                                  torch.from_numpy(np.diff(ix.positive_evidence.indptr) > 0))
         return BatchVectors(anchors, positives, personas, ix)
 

@@ -116,8 +116,10 @@ class EmbeddedBackend:
         item_ids: dict[str, None] = {}
         dim, model = meta.dim, meta.model
         kind = meta.persona_vector or ("text" if dim is not None else None)  # indexes from before the kinds
+        prior = meta.evidence_prior if meta.evidence_prior is not None else (0.0 if dim is not None else None)
         for doc in documents:
             dim, model, kind = self._check_compatible(doc, dim, model, kind)
+            prior = self._check_prior(doc, prior)
             if doc.item_id in item_ids:
                 rows = [r for r in rows if r[0].item_id != doc.item_id]  # the last version of an item wins
             item_ids[doc.item_id] = None
@@ -127,7 +129,7 @@ class EmbeddedBackend:
         if not item_ids:
             return 0
         new_meta = Meta(generation=meta.generation + 1, next_row_key=next_key, dim=dim, model=model,
-                        persona_vector=kind)
+                        persona_vector=kind, evidence_prior=prior)
         batch = RowBatch.of(dim, [r.row_key for r, _, _ in rows], [r.item_id for r, _, _ in rows],
                             [v for _, v, _ in rows], [p for _, _, p in rows])
         write_pending(self.path, new_meta.generation, batch)
@@ -179,6 +181,13 @@ class EmbeddedBackend:
                 "Use the same --persona-vector, or build a new index"
             )
         return doc_dim, doc.encoder_model, doc.persona_vector
+
+    @staticmethod
+    def _check_prior(doc: ItemDocument, prior: float | None) -> float:
+        if prior is not None and doc.evidence_prior != prior:
+            raise ConfigError(f"item {doc.item_id!r} has evidence prior {doc.evidence_prior}; this index holds "
+                              f"{prior}. Use the same --evidence-prior, or build a new index")
+        return doc.evidence_prior
 
     # -- reading ----------------------------------------------------------------------------------
     def __len__(self) -> int:

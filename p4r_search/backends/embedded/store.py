@@ -53,6 +53,7 @@ class Meta:
     model: str | None = None
     format: int = FORMAT_VERSION
     persona_vector: str | None = None  # what the persona vectors embed: text, evidence or blend (None: text)
+    evidence_prior: float | None = None  # persona_vectors.py: pseudo-reviews at the item centroid
 
 
 @dataclass(frozen=True)
