@@ -16,7 +16,7 @@ import numpy as np
 
 from .encoder import TextEncoder
 from .models import GeneratorInfo, Item, ItemPersonas, Persona
-from .persona_vectors import PersonaVectorKind, combine, parse_kind, recipe
+from .persona_vectors import DEFAULT_EVIDENCE_PRIOR, PersonaVectorKind, combine, parse_kind, recipe
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def build_documents(
     *,
     persona_vector: PersonaVectorKind | str = PersonaVectorKind.TEXT,
     review_texts: Mapping[str, str] | None = None,
-    evidence_prior: float = 0.0,
+    evidence_prior: float = DEFAULT_EVIDENCE_PRIOR,
 ) -> Iterator[ItemDocument]:
     """Encode personas in batches of items; item metadata (title, categories, attributes) is optional.
     `review_texts` (review id → text) is needed by the `evidence` and `blend` persona vectors, and

@@ -33,7 +33,7 @@ class PersonaVectorKind(str, Enum):
 
 
 PERSONA_VECTOR_KINDS = tuple(k.value for k in PersonaVectorKind)
-DEFAULT_EVIDENCE_PRIOR = 0.0
+DEFAULT_EVIDENCE_PRIOR = 3.0  # chosen on Digital Music validation (docs/evaluation.md)
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def combine(kind: PersonaVectorKind | str, recipe_: PersonaVectorRecipe, embedde
 
 def embed_personas(personas: Sequence, encoder: TextEncoder, kind: PersonaVectorKind | str = "text",
                    review_texts: Mapping[str, str] | None = None, *, items: Sequence[str] | None = None,
-                   prior: float = 0.0) -> tuple[np.ndarray, int]:
+                   prior: float = DEFAULT_EVIDENCE_PRIOR) -> tuple[np.ndarray, int]:
     """(personas, dim) unit vectors of the given kind, and the number of text fallbacks."""
     kind = parse_kind(kind)
     if kind is not PersonaVectorKind.TEXT and review_texts is None:

@@ -42,8 +42,8 @@ def review_texts(subset):
 def test_the_three_kinds_are_text_evidence_centroid_and_their_blend(records, review_texts, encoder):
     personas = [p for r in records[:3] for p in r.personas]
     text, _ = embed_personas(personas, encoder, "text")
-    evidence, fallbacks = embed_personas(personas, encoder, "evidence", review_texts)
-    blend, _ = embed_personas(personas, encoder, "blend", review_texts)
+    evidence, fallbacks = embed_personas(personas, encoder, "evidence", review_texts, prior=0.0)
+    blend, _ = embed_personas(personas, encoder, "blend", review_texts, prior=0.0)
     assert fallbacks == 0
     for n, persona in enumerate(personas):
         cited = encoder.encode([review_texts[r] for r in persona.evidence_review_ids])
@@ -74,10 +74,10 @@ def test_an_index_records_its_kind_and_refuses_another(subset, subset_personas, 
     run_cli("index", "build", "--personas", subset_personas, "--items", subset["items"], "--index", index,
             "--persona-vector", "evidence", "--reviews", subset["reviews"], "--no-progress")
     assert EmbeddedBackend(index).meta.persona_vector == "evidence"
-    assert EmbeddedBackend(index).meta.evidence_prior == 0.0
+    assert EmbeddedBackend(index).meta.evidence_prior == 3.0  # the default
     other = run_cli("index", "build", "--personas", subset_personas, "--index", index, "--reviews", subset["reviews"],
-                    "--evidence-prior", "2", "--no-progress", expect=64)
-    assert "evidence prior 2.0; this index holds 0.0" in other.output
+                    "--evidence-prior", "0", "--no-progress", expect=64)
+    assert "evidence prior 0.0; this index holds 3.0" in other.output
     info = run_cli("index", "info", "--index", index)
     assert "persona_vector: evidence" in info.output
     refused = run_cli("index", "build", "--personas", subset_personas, "--index", index, "--no-progress", expect=64)
