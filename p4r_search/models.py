@@ -139,7 +139,9 @@ class Hit(BaseModel):
 
     item_id: str
     title: str
-    score: float = Field(description="Cosine similarity of the best persona, or the fused score in hybrid mode.")
-    scores: dict[str, float] = Field(description="Component scores: cosine, bm25, and fused where present.")
+    score: float = Field(description="Cosine similarity of the best persona, or the fused score in hybrid mode "
+                                     "and when reranking the caller's candidates with a weight.")
+    scores: dict[str, float] = Field(description="Component scores: cosine, bm25, candidate_rank (1 = the caller's "
+                                                 "first) and fused where present.")
     persona: MatchedPersona | None = Field(default=None, description="The best-matching persona; None when not explained.")
     evidence: list[EvidenceSnippet] = Field(default_factory=list)

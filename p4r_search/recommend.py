@@ -13,7 +13,15 @@ from .encoder import Encoder, TextEncoder
 from .errors import ConfigError, NotFoundError
 from .fusion import candidate_fusion
 from .models import Hit, MatchedPersona
-from .profile import ProfileConfig, combine, history_profile, interaction_vector, item_vector, recency_weights
+from .profile import (
+    ProfileConfig,
+    ProfileSource,
+    combine,
+    history_profile,
+    interaction_vector,
+    item_vector,
+    recency_weights,
+)
 from .query import Mode, PersonaQuery
 
 
@@ -104,7 +112,7 @@ class Recommender:
         return [interaction_vector(item_vector(found[i]), review_vectors.get(i), source) for i in history]
 
     def _review_vectors(self, history: Sequence[str], reviews: Mapping[str, str]) -> dict[str, np.ndarray]:
-        if self.profile_config.source.value == "items":
+        if self.profile_config.source is ProfileSource.ITEMS:
             return {}
         wanted = [i for i in dict.fromkeys(history) if (reviews.get(i) or "").strip()]
         return dict(zip(wanted, self.encoder.encode([reviews[i] for i in wanted]))) if wanted else {}
