@@ -191,7 +191,7 @@ def test_train_encoder_cli_then_index_and_recommend_with_it(music, tmp_path):
                       "--embedding-model", "packaged:all-MiniLM-L6-v2", expect=64)
     assert "was built with model" in refused.output  # reviews embedded by another model than the index's
 
-    inputs, data, base = training_set(music, "both", "evidence")
+    inputs, data, base = training_set(music, "both", "evidence", prior=EmbeddedBackend(index).meta.evidence_prior)
     with torch.no_grad():
         anchors = Forward(data, base).vectors(np.arange(len(data)), torch.from_numpy(load_head(model))).anchors.numpy()
     recommender = Recommender(EmbeddedBackend(index), encoder=Encoder(str(model)), profile=ProfileConfig(source="both"))
