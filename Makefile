@@ -11,7 +11,7 @@ LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 
-.PHONY: demo test bench examples clean
+.PHONY: demo test live engines-up engines-down bench examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,18 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed $(VENV)/.llm-installed
 	$(BIN)/python -m pytest -q
+
+# Real OpenSearch 3.x and 2.x and Elasticsearch 8.x on loopback, from Maven Central (engines/README.md).
+# `make live` starts them, runs only the real-engine tests and stops them; with P4R_OPENSEARCH_URL or
+# P4R_ES_URL set it tests those clusters instead. engines-up prints the variables to export.
+live: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -rs tests/test_live_clusters.py
+
+engines-up:
+	$(PYTHON) -m engines up
+
+engines-down:
+	$(PYTHON) -m engines down
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_recommend.py

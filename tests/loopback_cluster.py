@@ -87,6 +87,8 @@ class LoopbackCluster:
     rejected: set[str] = field(default_factory=set)
     throttled: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (status, times left)
     mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # index -> `index.knn` (OpenSearch); an index given in `mappings` and not here was made with knn on
+    knn_settings: dict[str, bool] = field(default_factory=dict)
     docs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     sent_ids: list[str] = field(default_factory=list)  # every bulk item id received, in order, retries included
@@ -180,6 +182,10 @@ class LoopbackCluster:
             return 200, {"name": "loopback-stand-in", "cluster_name": "loopback",
                          "version": {"number": self.es_version, "build_flavor": "default"},
                          "tagline": "You Know, for Search"}
+        if r.method == "GET" and parts == ["_nodes", "plugins"]:
+            # the shape a real node answers with filter_path (run on OpenSearch 3.5.0, Elasticsearch 8.19.0)
+            names = [{"name": n} for n in DEFAULT_MODULES[self.flavour]]
+            return 200, {"nodes": {"loopback-node": {"modules": names}}}
         if r.method == "GET" and parts == ["_license"] and self.flavour == "es":
             return 200, {"license": {"type": "basic", "status": "active", "uid": "loopback"}}
         if parts and parts[-1] == "_bulk" and r.method in ("POST", "PUT"):
@@ -188,8 +194,16 @@ class LoopbackCluster:
             if parts[0] in self.mappings:
                 return 400, _error(400, "resource_already_exists_exception", f"index [{parts[0]}] already exists")
             self.mappings[parts[0]] = (r.json or {}).get("mappings", {})
+            knn = (r.json or {}).get("settings", {}).get("index", {}).get("knn")
+            self.knn_settings[parts[0]] = str(knn).lower() == "true"
             self.docs.setdefault(parts[0], {})
             return 200, {"acknowledged": True, "shards_acknowledged": True, "index": parts[0]}
+        if len(parts) == 2 and parts[1] == "_settings" and r.method == "GET":
+            if parts[0] not in self.mappings:
+                return 404, _error(404, "index_not_found_exception", f"no such index [{parts[0]}]")
+            # the real answer under filter_path=*.settings.index.knn: {} where the setting was never set
+            knn = self.knn_settings.get(parts[0], self.flavour == "opensearch")
+            return 200, {parts[0]: {"settings": {"index": {"knn": "true"}}}} if knn else {}
         if len(parts) == 2 and parts[1] == "_mapping":
             index = parts[0]
             if index not in self.mappings:
@@ -258,6 +272,11 @@ class LoopbackCluster:
         created = doc_id not in docs
         docs[doc_id] = source
         return {"status": 201 if created else 200, "result": "created" if created else "updated", "_version": 1}
+
+
+# what a default distribution ships, in part: enough for p4r's capability checks
+DEFAULT_MODULES = {"es": ["lang-painless", "transport-netty4", "x-pack-core"],
+                   "opensearch": ["lang-painless", "opensearch-knn", "opensearch-neural-search", "transport-netty4"]}
 
 
 def _error(status: int, kind: str, reason: str) -> dict[str, Any]:

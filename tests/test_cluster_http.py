@@ -226,6 +226,16 @@ def test_attach_refuses_a_personas_field_of_other_dims_before_writing(engine, st
     assert not (tmp_path / "failed.jsonl").exists()
 
 
+def test_attach_refuses_an_opensearch_index_made_without_knn(start_cluster, subset_personas, item_ids, tmp_path):
+    """index.knn is final on OpenSearch (run on 3.5.0): attach says how out, before writing anything."""
+    cluster = start_cluster("opensearch", mappings={INDEX: {"properties": {"title": {"type": "text"}}}},
+                            knn_settings={INDEX: False}, docs={INDEX: {i: {"title": i} for i in item_ids}})
+    out = run_cli("index", "attach", "--personas", subset_personas, "--engine", "opensearch", "--url", cluster.url,
+                  "--index", INDEX, "--failed-docs", tmp_path / "failed.jsonl", "--no-progress", expect=69)
+    assert "index.knn: true" in out.output and "_reindex" in out.output
+    assert not [r for r in cluster.requests if r.method == "PUT" or r.path.endswith("/_bulk")]
+
+
 @pytest.mark.parametrize("existing", ["absent", "compatible"])
 @pytest.mark.parametrize("engine", ENGINES)
 def test_attach_puts_the_mapping_then_updates_only_personas(engine, existing, start_cluster, subset_personas,

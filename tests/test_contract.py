@@ -78,7 +78,6 @@ def test_index_bodies_validate(engine):
     check(engine, dialect.put_mapping("items", 384))
     if engine == "opensearch":
         check(engine, os_.create_index("items", 768, engine="faiss"))
-        check(engine, os_.enable_knn("items"))
 
 
 def sample_doc() -> ItemDocument:

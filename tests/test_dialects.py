@@ -121,6 +121,16 @@ def test_opensearch_knn_nested_and_expand_nested_docs_from_2_19():
         assert ("expand_nested_docs" in knn) is expand
 
 
+@pytest.mark.parametrize("version, ef", [((2, 12, 0), None), ((2, 16, 0), 100), ((3, 5, 0), 100)])
+def test_opensearch_knn_explores_as_widely_as_elasticsearch(version, ef):
+    query = make_query("knn", None, {})
+    nested = os_.search_plan("items", Cluster(Distribution.OPENSEARCH, version), query).proposals[0].request.body
+    knn = nested["query"]["bool"]["must"][0]["nested"]["query"]["knn"]["personas.vector"]
+    assert knn.get("method_parameters", {}).get("ef_search") == ef
+    es_knn = es.search_plan("items", Cluster(Distribution.ELASTICSEARCH, (8, 19, 0)), query).proposals[0].request.body["knn"]
+    assert ef is None or es_knn["num_candidates"] == ef
+
+
 def test_opensearch_hybrid_uses_a_search_pipeline():
     cluster = Cluster(Distribution.OPENSEARCH, (2, 19, 0))
     linear = os_.search_plan("items", cluster, make_query("hybrid", "linear", {}))
@@ -131,8 +141,30 @@ def test_opensearch_hybrid_uses_a_search_pipeline():
     assert list(linear.proposals[0].request.body["query"]) == ["hybrid"]
     rrf = os_.search_plan("items", cluster, make_query("hybrid", "rrf", {}))
     assert rrf.setup[0].body["phase_results_processors"][0]["score-ranker-processor"]["combination"]["technique"] == "rrf"
-    with pytest.raises(CapabilityError, match="needs OpenSearch 2.19; use --fusion linear"):
-        os_.search_plan("items", Cluster(Distribution.OPENSEARCH, (2, 18, 0)), make_query("hybrid", "rrf", {}))
+
+
+
+@pytest.mark.parametrize("cluster", [
+    Cluster(Distribution.OPENSEARCH, (2, 18, 0)),  # RRF's processor arrived in 2.19
+    Cluster(Distribution.OPENSEARCH, (3, 5, 0), plugins=frozenset({"opensearch-knn", "lang-painless"})),  # no neural-search
+])
+@pytest.mark.parametrize("fusion", ["linear", "rrf"])
+def test_opensearch_hybrid_fuses_client_side_where_no_processor_can(cluster, fusion):
+    if fusion == "linear" and cluster.plugins is None:
+        return  # 2.18 with the plugin: linear stays server-side (tested above)
+    plan = os_.search_plan("items", cluster, make_query("hybrid", fusion, {}))
+    assert not plan.setup and [p.name for p in plan.proposals] == ["vector", "bm25"]
+    assert "search_pipeline" not in plan.proposals[0].request.params
+
+
+def test_a_cluster_without_painless_or_knn_is_refused_with_why():
+    bare_es = Cluster(Distribution.ELASTICSEARCH, (8, 19, 0), "basic", frozenset({"x-pack-core", "transport-netty4"}))
+    for mode in ("exact", "knn", "hybrid"):
+        with pytest.raises(CapabilityError, match="no lang-painless module"):
+            es.search_plan("items", bare_es, make_query(mode, "linear", {}))
+    no_knn = Cluster(Distribution.OPENSEARCH, (2, 19, 0), plugins=frozenset({"lang-painless"}))
+    with pytest.raises(CapabilityError, match="k-NN plugin.*install opensearch-knn"):
+        os_.search_plan("items", no_knn, make_query("knn", None, {}))
 
 
 def test_capability_errors_say_why_and_what_instead():

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..clusters import dsl
+from ..clusters.capabilities import CapabilityError
 from ..clusters.dialects import dialect_for
 from ..clusters.model import Cluster, Distribution, Request, parse_version
 from ..clusters.plan import choose
@@ -25,6 +26,7 @@ from ..query import PersonaQuery
 log = logging.getLogger(__name__)
 RETRY_STATUSES = (429, 503)
 PLACEHOLDER_ID = "<item id from the previous response>"
+NODE_PLUGINS = "nodes.*.plugins.name,nodes.*.modules.name"
 
 
 class Transport(Protocol):
@@ -87,12 +89,46 @@ class DryRunTransport:
 
 
 def detect(transport: Transport) -> Cluster:
-    info = transport.send(Request("GET", "/"))
-    version = info.get("version", {})
+    version = root_info(transport).get("version", {})
+    plugins = installed_plugins(transport)
     if version.get("distribution") == "opensearch":
-        return Cluster(Distribution.OPENSEARCH, parse_version(version["number"]))
+        return Cluster(Distribution.OPENSEARCH, parse_version(version["number"]), plugins=plugins)
     licence = transport.send(Request("GET", "/_license")).get("license", {}).get("type", "basic")
-    return Cluster(Distribution.ELASTICSEARCH, parse_version(version["number"]), licence)
+    return Cluster(Distribution.ELASTICSEARCH, parse_version(version["number"]), licence, plugins)
+
+
+def root_info(transport: Transport) -> dict[str, Any]:
+    """GET /, or where a node has no root endpoint (Elasticsearch without its rest-root module answers 405,
+    run on the 8.19.0 integration-test zip) the lowest node version from GET /_nodes."""
+    try:
+        return transport.send(Request("GET", "/"))
+    except Exception as exc:
+        if (getattr(exc, "status_code", None) or getattr(exc, "status", None)) not in (404, 405):
+            raise
+    nodes = transport.send(Request("GET", "/_nodes", params={"filter_path": "nodes.*.version"})).get("nodes") or {}
+    versions = [parse_version(n["version"]) for n in nodes.values() if "version" in n]
+    if not versions:
+        raise ClusterDetectionError("the cluster answered neither GET / nor GET /_nodes with a version")
+    return {"version": {"number": ".".join(map(str, min(versions)))}}
+
+
+def installed_plugins(transport: Transport) -> frozenset[str] | None:
+    """Plugins and modules present on every node; None where the cluster will not say (a managed service
+    may refuse the nodes API), and then p4r assumes every capability's plugin is there."""
+    try:
+        answer = transport.send(Request("GET", "/_nodes/plugins", params={"filter_path": NODE_PLUGINS}))
+    except Exception as exc:  # noqa: BLE001 - any refusal only means "not known"
+        log.info("could not list the cluster's plugins (%s); assuming the usual ones", exc)
+        return None
+    nodes = (answer or {}).get("nodes") or {}
+    if not nodes:
+        return None
+    per_node = [{p["name"] for key in ("plugins", "modules") for p in node.get(key) or ()} for node in nodes.values()]
+    return frozenset(set.intersection(*per_node))
+
+
+class ClusterDetectionError(P4RError):
+    exit_code = 69  # EX_UNAVAILABLE
 
 
 @dataclass
@@ -123,7 +159,23 @@ class ClusterBackend:
         existing = dsl.existing_personas(current_mapping or {})
         if existing is not None:
             check_compatible(existing, dim, self.index)
+        if self.cluster.distribution is Distribution.OPENSEARCH and not isinstance(self.transport, DryRunTransport):
+            self._require_knn_index()
         self.transport.send(self.dialect.put_mapping(self.index, dim))
+
+    def _require_knn_index(self) -> None:
+        """OpenSearch refuses an HNSW `knn_vector` in an index created without `index.knn: true`, and that
+        setting is final: not even a closed index takes it (run on OpenSearch 3.5.0)."""
+        answer = self.transport.send(Request("GET", f"/{self.index}/_settings",
+                                             params={"filter_path": "*.settings.index.knn"}))
+        enabled = any(str(body.get("settings", {}).get("index", {}).get("knn", "")).lower() == "true"
+                      for body in (answer or {}).values() if isinstance(body, dict))
+        if not enabled:
+            raise CapabilityError(
+                f"{self.index} was created without `index.knn: true`, which OpenSearch cannot add to an existing "
+                "index (it is a final setting), and without it the persona vectors cannot be indexed for kNN. "
+                f"Create a new index with it (`p4r index create`, or your own mapping with settings.index.knn: "
+                f"true), copy your documents with POST /_reindex, then attach to the new index")
 
     def refresh(self) -> None:
         """Make what was written searchable now, rather than at the next refresh interval."""

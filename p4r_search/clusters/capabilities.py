@@ -19,11 +19,13 @@ class CapabilityError(P4RError):
 
 @dataclass(frozen=True)
 class Capability:
-    distribution: Distribution
+    distribution: Distribution | None  # None: both
     since: tuple[int, int, int]
     licenses: tuple[str, ...] | None  # None: any licence
     why: str
     instead: str
+    plugin: str | None = None  # a plugin or module that must be on every node, where the cluster says which are
+    source: str = ""  # where the fact is stated, or the real engine it was run on
 
 
 TABLE: dict[str, Capability] = {
@@ -36,10 +38,30 @@ TABLE: dict[str, Capability] = {
     "linear_retriever": Capability(ES, (8, 18, 0), PAID,
                                    "the linear retriever needs 8.18 and an enterprise or trial licence",
                                    "p4r fuses client-side over two requests instead"),
-    "os_knn_query": Capability(OS, (2, 12, 0), None, "p4r needs OpenSearch 2.12 or later", "upgrade"),
-    "normalization_processor": Capability(OS, (2, 10, 0), None, "hybrid search needs OpenSearch 2.10", "upgrade"),
-    "score_ranker_rrf": Capability(OS, (2, 19, 0), None, "RRF (score-ranker-processor) needs OpenSearch 2.19",
-                                   "use --fusion linear, or upgrade"),
+    "os_knn_query": Capability(OS, (2, 12, 0), None, "p4r needs OpenSearch 2.12 or later with the k-NN plugin",
+                               "upgrade, or install opensearch-knn", plugin="opensearch-knn",
+                               source="run on OpenSearch 2.19.1 and 3.5.0 (engines/)"),
+    # the two search-pipeline processors live in the neural-search plugin, not in core: without it the
+    # pipeline is refused ("Invalid processor type normalization-processor", run on OpenSearch 3.5.0)
+    # and p4r fuses the two lists client-side instead
+    "normalization_processor": Capability(OS, (2, 10, 0), None,
+                                          "server-side hybrid needs OpenSearch 2.10 and the neural-search plugin",
+                                          "p4r fuses client-side over two requests instead",
+                                          plugin="opensearch-neural-search",
+                                          source="run on OpenSearch 2.19.1 and 3.5.0 without the plugin"),
+    "score_ranker_rrf": Capability(OS, (2, 19, 0), None,
+                                   "server-side RRF (score-ranker-processor) needs OpenSearch 2.19 and neural-search",
+                                   "p4r fuses client-side over two requests instead", plugin="opensearch-neural-search",
+                                   source="run on OpenSearch 2.19.1 and 3.5.0 without the plugin"),
+    # exact scoring and every plan's stage 2 are painless script_score: a node without the module answers 400
+    "painless": Capability(None, (0, 0, 0), None,
+                           "exact scoring and stage-2 rescoring run painless script_score, and this cluster has "
+                           "no lang-painless module", "use a distribution that ships lang-painless (all default ones do)",
+                           plugin="lang-painless", source="run on the Elasticsearch 8.19.0 integration-test zip"),
+    "knn_method_parameters": Capability(OS, (2, 16, 0), None, "query-time ef_search needs OpenSearch 2.16",
+                                        "the index's default ef_search (k) is used", plugin="opensearch-knn",
+                                        source="https://opensearch.org/docs/latest/query-dsl/specialized/k-nn/"
+                                               "#ef_search; run on OpenSearch 2.19.1 and 3.5.0"),
     "expand_nested_docs": Capability(OS, (2, 19, 0), None, "expand_nested_docs needs OpenSearch 2.19",
                                      "the nested kNN query scores only the nested documents it found"),
     "es_min_version": Capability(ES, (8, 11, 0), None, "p4r needs Elasticsearch 8.11 or later", "upgrade"),
@@ -48,7 +70,9 @@ TABLE: dict[str, Capability] = {
 
 def supports(cluster: Cluster, feature: str) -> bool:
     cap = TABLE[feature]
-    if cluster.distribution is not cap.distribution or cluster.version < cap.since:
+    if cap.distribution not in (None, cluster.distribution) or cluster.version < cap.since:
+        return False
+    if cap.plugin and cluster.plugins is not None and cap.plugin not in cluster.plugins:
         return False
     return cap.licenses is None or (cluster.license or "basic") in cap.licenses
 

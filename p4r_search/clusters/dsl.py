@@ -17,6 +17,12 @@ EXACT_SOURCE = "cosineSimilarity(params.query_value, '" + VECTOR + "') + 1.0"  #
 PERSONA_FIELDS = ["persona_id", "name", "description", "rationale", "support", "evidence_review_ids", "evidence"]
 
 
+def search_breadth(query: PersonaQuery) -> int:
+    """How many graph neighbours HNSW explores per query (Elasticsearch `num_candidates`, OpenSearch
+    `ef_search`): twice the items asked for, at least 100. The same on both engines, so recall is too."""
+    return min(10_000, max(2 * query.num_candidates, 100))
+
+
 def persona_properties(vector_mapping: dict[str, Any]) -> dict[str, Any]:
     """The `personas` nested field; only the vector differs between engines."""
     return {

@@ -53,7 +53,7 @@ def knn_clause(query: PersonaQuery) -> dict[str, Any]:
         "field": dsl.VECTOR,
         "query_vector": dsl.vector_param(query),
         "k": query.num_candidates,
-        "num_candidates": min(10_000, max(2 * query.num_candidates, 100)),
+        "num_candidates": dsl.search_breadth(query),
     }
     filters = dsl.filter_clauses(query)
     if excluded := dsl.exclusions(query):
@@ -97,6 +97,7 @@ def fused_retriever(index: str, cluster: Cluster, query: PersonaQuery) -> Propos
 
 def search_plan(index: str, cluster: Cluster, query: PersonaQuery) -> SearchPlan:
     require(cluster, "es_min_version")
+    require(cluster, "painless")
 
     def rescore(ids: Sequence[str]) -> Request:
         return exact_search(index, query, len(ids), ids)

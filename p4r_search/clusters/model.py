@@ -41,6 +41,8 @@ class Cluster:
     distribution: Distribution
     version: tuple[int, int, int]
     license: str | None = None  # Elasticsearch only
+    # plugins and modules on every node (GET /_nodes/plugins); None: not known (--dry-run, or not allowed to ask)
+    plugins: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.license is not None and self.license not in LICENSES:
