@@ -10,6 +10,10 @@ import numpy as np
 
 from .errors import ChoiceError, ConfigError
 
+# Elasticsearch caps num_candidates at 10,000, and both engines cap a search's size at index.max_result_window
+# (10,000 by default): checked here, before any request
+MAX_WINDOW = 10_000
+
 
 class Mode(str, Enum):
     KNN = "knn"  # approximate nearest personas (HNSW)
@@ -71,6 +75,13 @@ class PersonaQuery:
             raise ConfigError(f"k must be at least 1, got {self.k}")
         if self.num_candidates < self.k:
             raise ConfigError(f"num_candidates ({self.num_candidates}) must be at least k ({self.k})")
+        if self.num_candidates > MAX_WINDOW:
+            raise ConfigError(f"num_candidates ({self.num_candidates}) must be at most {MAX_WINDOW:,}: Elasticsearch "
+                              "caps num_candidates there, and both engines cap a search's size at "
+                              "index.max_result_window (10,000 by default)")
+        if self.candidate_ids is not None and len(self.candidate_ids) > MAX_WINDOW:
+            raise ConfigError(f"{len(self.candidate_ids):,} candidate ids: at most {MAX_WINDOW:,} can be scored in one "
+                              "search (index.max_result_window)")
         has_text = bool(self.text and self.text.strip())
         if self.mode is Mode.HYBRID and not has_text:
             raise ConfigError("hybrid mode needs keyword text; use mode 'knn' or 'exact' without it")

@@ -7,6 +7,7 @@ creation, attach mappings, bulk `index` and `update` lines, and OpenSearch searc
 
 from __future__ import annotations
 
+import copy
 import re
 
 import numpy as np
@@ -40,7 +41,26 @@ def engine_of(cluster) -> str:
 
 def check(engine: str, request: Request) -> None:
     template = next(t for pattern, t in TEMPLATES if re.match(pattern, request.path))
-    assert_valid(engine, request_schema(engine, request.method, template), request.body)
+    assert_valid(engine, request_schema(engine, request.method, template), without_spec_gaps(request.body))
+
+
+def without_spec_gaps(body):
+    """The OpenSearch spec (fbe9ede) gives the score ranker's `combination` only `technique` and
+    `rank_constant`, but neural-search reads `combination.parameters`: `rank_constant` there on 2.19 and 3.0,
+    `weights` from 3.1 (docs.opensearch.org score-ranker-processor; issue 9). Checked here by hand, then
+    removed so that the rest of the body is held against the spec."""
+    if not isinstance(body, dict) or "phase_results_processors" not in body:
+        return body
+    body = copy.deepcopy(body)
+    for processor in body["phase_results_processors"]:
+        combination = processor.get("score-ranker-processor", {}).get("combination", {})
+        if parameters := combination.pop("parameters", None):
+            assert set(parameters) <= {"rank_constant", "weights"}, parameters
+            if "weights" in parameters:
+                assert all(0 <= w <= 1 for w in parameters["weights"]) and abs(sum(parameters["weights"]) - 1) <= 0.01
+            if "rank_constant" in parameters:
+                assert isinstance(parameters["rank_constant"], int) and parameters["rank_constant"] >= 1
+    return body
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ import pytest
 from p4r_search.clusters import elasticsearch as es
 from p4r_search.clusters import opensearch as os_
 from p4r_search.clusters.capabilities import CapabilityError, supports, vector_score_to_cosine
+from p4r_search.clusters.dialects import dialect_for
 from p4r_search.clusters.model import Cluster, Distribution, Request
 from p4r_search.clusters.plan import choose
 from p4r_search.query import PersonaQuery
@@ -99,7 +100,9 @@ def test_es_hybrid_fusion_follows_version_and_licence():
 
     assert names((9, 1, 0), "basic", "linear")[0] == ["vector", "bm25"]  # Basic: client-side
     assert names((8, 17, 0), "enterprise", "linear")[0] == ["vector", "bm25"]  # linear retriever needs 8.18
-    fused, body = names((8, 18, 0), "trial", "linear")
+    assert names((8, 18, 2), "trial", "linear")[0] == ["vector", "bm25"]  # minmax bug (#128689) until 8.18.3
+    assert names((9, 0, 5), "trial", "linear")[0] == ["vector", "bm25"]  # and on 9.0.x (no backport listed)
+    fused, body = names((8, 18, 3), "trial", "linear")
     assert fused == ["fused"] and '"linear"' in body and '"normalizer": "minmax"' in body
     fused, body = names((8, 16, 0), "enterprise", "rrf")
     assert fused == ["fused"] and '"rrf"' in body
@@ -174,18 +177,23 @@ def test_capability_errors_say_why_and_what_instead():
     assert supports(Cluster(Distribution.ELASTICSEARCH, (9, 0, 0), "trial"), "rrf_retriever")
 
 
-@pytest.mark.parametrize(
-    "cluster, exact, engine, raw, cosine",
-    [
-        (Cluster(Distribution.ELASTICSEARCH, (8, 15, 0)), False, "lucene", 0.9, 0.8),  # (1+cos)/2
-        (Cluster(Distribution.OPENSEARCH, (2, 18, 0)), False, "faiss", 1.8, 0.8),  # 1+cos before 2.19
-        (Cluster(Distribution.OPENSEARCH, (2, 19, 0)), False, "faiss", 0.9, 0.8),  # (1+cos)/2 from 2.19
-        (Cluster(Distribution.OPENSEARCH, (2, 12, 0)), False, "lucene", 0.9, 0.8),
-        (Cluster(Distribution.OPENSEARCH, (3, 0, 0)), True, "lucene", 1.8, 0.8),  # painless + 1.0
-    ],
-)
-def test_scores_convert_back_to_cosine(cluster, exact, engine, raw, cosine):
-    assert vector_score_to_cosine(cluster, raw, exact=exact, engine=engine) == pytest.approx(cosine)
+@pytest.mark.parametrize("exact, raw, cosine", [
+    (False, 0.9, 0.8),  # Elasticsearch cosine, OpenSearch cosinesimil: (1+cos)/2 (run on 8.19.0, 2.19.1, 3.5.0)
+    (True, 1.8, 0.8),  # painless cosineSimilarity + 1.0
+])
+def test_scores_convert_back_to_cosine(exact, raw, cosine):
+    assert vector_score_to_cosine(raw, exact=exact) == pytest.approx(cosine)
+
+
+@pytest.mark.parametrize("version, refused", [((2, 18, 0), True), ((2, 19, 0), False)])
+def test_faiss_cosine_is_refused_before_2_19_before_any_request(version, refused):
+    cluster = Cluster(Distribution.OPENSEARCH, version)
+    if refused:
+        with pytest.raises(CapabilityError, match="cosinesimil only from OpenSearch 2.19.*--os-engine lucene"):
+            dialect_for(cluster, "faiss")
+    else:
+        mapping = dialect_for(cluster, "faiss").create_index("items", 8).body
+        assert mapping["mappings"]["properties"]["personas"]["properties"]["vector"]["method"]["engine"] == "faiss"
 
 
 def test_client_side_fusion_matches_the_embedded_fusion():

@@ -8,6 +8,7 @@ from functools import partial
 
 from ..query import PersonaQuery
 from . import elasticsearch, opensearch
+from .capabilities import require, supports
 from .model import Cluster, Distribution, Request
 from .plan import SearchPlan
 
@@ -20,8 +21,13 @@ class Dialect:
 
 
 def dialect_for(cluster: Cluster, os_engine: str = "lucene") -> Dialect:
+    """The bodies for this cluster; what it cannot map is refused here, before any request."""
     if cluster.distribution is Distribution.ELASTICSEARCH:
-        return Dialect(elasticsearch.create_index, elasticsearch.put_mapping, elasticsearch.search_plan)
+        quantized = supports(cluster, "int8_hnsw")
+        return Dialect(partial(elasticsearch.create_index, quantized=quantized),
+                       partial(elasticsearch.put_mapping, quantized=quantized), elasticsearch.search_plan)
+    if os_engine == "faiss":
+        require(cluster, "faiss_cosine")
     return Dialect(
         partial(opensearch.create_index, engine=os_engine),
         partial(opensearch.put_mapping, engine=os_engine),

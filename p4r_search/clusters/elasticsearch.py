@@ -14,25 +14,28 @@ from .plan import Proposal, SearchPlan, exact_plan
 EXACT_SCRIPT = "cosineSimilarity(params.query_value, 'personas.vector') + 1.0"
 
 
-def vector_mapping(dim: int, m: int = 16, ef_construction: int = 100) -> dict[str, Any]:
-    # index_options are explicit: the default changed between versions (int8_hnsw from 8.14, bbq later)
+def vector_mapping(dim: int, quantized: bool = True, m: int = 16, ef_construction: int = 100) -> dict[str, Any]:
+    # index_options are explicit: the default changed between versions (int8_hnsw from 8.14, bbq later);
+    # int8_hnsw itself exists from 8.12 (capabilities.TABLE), so 8.11 gets plain hnsw
+    kind = "int8_hnsw" if quantized else "hnsw"
     return {
         "type": "dense_vector",
         "dims": dim,
         "index": True,
         "similarity": "cosine",
-        "index_options": {"type": "int8_hnsw", "m": m, "ef_construction": ef_construction},
+        "index_options": {"type": kind, "m": m, "ef_construction": ef_construction},
     }
 
 
-def create_index(index: str, dim: int) -> Request:
-    properties = {**dsl.ITEM_PROPERTIES, "personas": dsl.persona_properties(vector_mapping(dim)), "p4r": dsl.METADATA_PROPERTY}
+def create_index(index: str, dim: int, quantized: bool = True) -> Request:
+    personas = dsl.persona_properties(vector_mapping(dim, quantized))
+    properties = {**dsl.ITEM_PROPERTIES, "personas": personas, "p4r": dsl.METADATA_PROPERTY}
     return Request("PUT", f"/{index}", {"mappings": {"dynamic_templates": dsl.ATTRIBUTES_AS_KEYWORDS, "properties": properties}})
 
 
-def put_mapping(index: str, dim: int) -> Request:
+def put_mapping(index: str, dim: int, quantized: bool = True) -> Request:
     """Attach: add only the personas field (and p4r metadata) to an existing index."""
-    properties = {"personas": dsl.persona_properties(vector_mapping(dim)), "p4r": dsl.METADATA_PROPERTY}
+    properties = {"personas": dsl.persona_properties(vector_mapping(dim, quantized)), "p4r": dsl.METADATA_PROPERTY}
     return Request("PUT", f"/{index}/_mapping", {"properties": properties})
 
 
@@ -70,7 +73,7 @@ def vector_proposal(index: str, cluster: Cluster, query: PersonaQuery) -> Propos
     knn = {**knn_clause(query), "inner_hits": dsl.inner_hits()}
     body = {"size": query.num_candidates, "knn": knn, "_source": False}
     return Proposal("vector", Request("POST", f"/{index}/_search", body),
-                    lambda s: vector_score_to_cosine(cluster, s, exact=False))
+                    lambda s: vector_score_to_cosine(s, exact=False))
 
 
 def fused_retriever(index: str, cluster: Cluster, query: PersonaQuery) -> Proposal | None:

@@ -76,7 +76,24 @@ def knn_clause(cluster: Cluster, query: PersonaQuery, *, with_inner_hits: bool) 
         knn["method_parameters"] = {"ef_search": dsl.search_breadth(query)}
     if supports(cluster, "expand_nested_docs"):
         knn["expand_nested_docs"] = True  # score every persona of a matched item, so max is over all of them
+    if knn_filter := _parent_filter(query):
+        # inside the knn, so that it finds the k nearest *matching* items: as a bool filter around it, it
+        # would find k items and drop the ones that do not match (a post-filter)
+        require(cluster, "knn_nested_filter")
+        knn["filter"] = knn_filter
     return dsl.nested({"knn": {dsl.VECTOR: knn}}, with_inner_hits=with_inner_hits)
+
+
+def _parent_filter(query: PersonaQuery) -> dict[str, Any] | None:
+    filters, excluded = dsl.filter_clauses(query), dsl.exclusions(query)
+    if not filters and not excluded:
+        return None
+    clause: dict[str, Any] = {}
+    if filters:
+        clause["filter"] = filters
+    if excluded:
+        clause["must_not"] = excluded
+    return {"bool": clause}
 
 
 def vector_proposal(index: str, cluster: Cluster, query: PersonaQuery, engine: str) -> Proposal:
@@ -85,21 +102,29 @@ def vector_proposal(index: str, cluster: Cluster, query: PersonaQuery, engine: s
     body = {"size": query.num_candidates, "query": dsl.bool_query([knn_clause(cluster, query, with_inner_hits=True)], query),
             "_source": False}
     return Proposal("vector", Request("POST", f"/{index}/_search", body),
-                    lambda s: vector_score_to_cosine(cluster, s, exact=False, engine=engine))
+                    lambda s: vector_score_to_cosine(s, exact=False))
 
 
 def search_pipeline(cluster: Cluster, query: PersonaQuery) -> tuple[str, dict[str, Any]]:
-    """The hybrid pipeline: min-max + weighted arithmetic mean (linear), or RRF (2.19+). Named by content."""
+    """The hybrid pipeline: min-max + weighted arithmetic mean (linear), or RRF (2.19+). Named by content.
+    Weights go normalised: each in [0, 1], summing to 1 (ScoreCombinationUtil.validateWeights)."""
+    weights = normalised_weights(query)
     if query.fusion is Fusion.RRF:
         require(cluster, "score_ranker_rrf")
-        processor = {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": query.rank_constant}}}
+        combination: dict[str, Any] = {"technique": "rrf"}
+        if supports(cluster, "score_ranker_top_level_rank_constant"):
+            combination["rank_constant"] = query.rank_constant
+            combination["parameters"] = {"weights": weights}
+        else:
+            combination["parameters"] = {"rank_constant": query.rank_constant}
+        processor = {"score-ranker-processor": {"combination": combination}}
     else:
         require(cluster, "normalization_processor")
         processor = {
             "normalization-processor": {
                 "normalization": {"technique": "min_max"},
                 # order follows the hybrid query's sub-queries: vector first, then BM25
-                "combination": {"technique": "arithmetic_mean", "parameters": {"weights": [query.vector_weight, query.text_weight]}},
+                "combination": {"technique": "arithmetic_mean", "parameters": {"weights": weights}},
             }
         }
     body = {"description": "p4r-search hybrid persona fusion", "phase_results_processors": [processor]}
@@ -107,20 +132,29 @@ def search_pipeline(cluster: Cluster, query: PersonaQuery) -> tuple[str, dict[st
     return f"p4r-{query.fusion.value}-{digest}", body
 
 
+def normalised_weights(query: PersonaQuery) -> list[float]:
+    total = query.vector_weight + query.text_weight
+    vector = round(query.vector_weight / total, 6)
+    return [vector, round(1.0 - vector, 6)]
+
+
 def hybrid_proposal(index: str, cluster: Cluster, query: PersonaQuery, pipeline: str) -> Proposal:
     vector = dsl.bool_query([knn_clause(cluster, query, with_inner_hits=False)], query)
     bm25 = dsl.bool_query([dsl.bm25_clause(query.text or "")], query)
     body = {"size": query.num_candidates, "query": {"hybrid": {"queries": [vector, bm25]}}, "_source": False}
-    # arithmetic_mean divides by the weights' sum and RRF here is unweighted; p4r_search.fusion does neither
+    # the pipeline's weights sum to 1, p4r_search.fusion's need not: scale back by their sum. RRF before 3.1
+    # is unweighted (only sent with equal weights): Σ 1/(k+rank) against p4r's Σ w/(k+rank)
     total = query.vector_weight + query.text_weight
-    scale = query.vector_weight if query.fusion is Fusion.RRF else total
+    weighted = query.fusion is Fusion.LINEAR or supports(cluster, "score_ranker_weights")
+    scale = total if weighted else query.vector_weight
     return Proposal("fused", Request("POST", f"/{index}/_search", body, {"search_pipeline": pipeline}), lambda s: s * scale)
 
 
 def server_side_fusion(cluster: Cluster, query: PersonaQuery) -> bool:
     """A search pipeline can fuse this query: the processor is there, and the fusion is one it computes."""
     if query.fusion is Fusion.RRF:
-        return query.vector_weight == query.text_weight and supports(cluster, "score_ranker_rrf")
+        equal = query.vector_weight == query.text_weight
+        return supports(cluster, "score_ranker_rrf") and (equal or supports(cluster, "score_ranker_weights"))
     return supports(cluster, "normalization_processor")
 
 
