@@ -23,8 +23,11 @@ from p4r_search.backends.cluster import ClusterBackend
 from p4r_search.backends.connect import API_KEY_ENV, PASSWORD_ENV, USERNAME_ENV
 from p4r_search.backends.embedded import EmbeddedBackend
 from p4r_search.cli.engines import open_cluster
-from p4r_search.clusters.model import Request
+from p4r_search.clusters import elasticsearch, opensearch
+from p4r_search.clusters.capabilities import CapabilityError, supports
+from p4r_search.clusters.model import Distribution, Request
 from p4r_search.models import Hit
+from p4r_search.query import PersonaQuery
 
 SCORE_TOLERANCE = 1e-3  # cosine: cluster vs embedded (float32 painless vs numpy, vectors sent rounded to 7 places)
 TIE = 1e-5  # items whose exact cosines are this close may come in either order
@@ -209,3 +212,51 @@ def assert_same_ranking(expected: list[Hit], actual: list[Hit], embedded: Embedd
 def raw_hits(answer: dict) -> list[tuple[str, float]]:
     """(id, score) of a _search answer, in its order."""
     return [(h["_id"], float(h["_score"])) for h in answer["hits"]["hits"]]
+
+
+# -- searches that a cluster without painless refuses, and stage one on its own -------------------------
+def painless(live: Live) -> bool:
+    """Whether this cluster can run p4r's searches; where it cannot, the search must be refused with why."""
+    return supports(live.backend.cluster, "painless")
+
+
+def assert_refused(live: Live, query: PersonaQuery) -> None:
+    with pytest.raises(CapabilityError, match="no lang-painless module"):
+        live.backend.search(query)
+
+
+def knn_stage_one(backend, query: PersonaQuery):
+    """Stage one's own request (no painless), and its scores converted as the capability table says."""
+    cluster = backend.cluster
+    if cluster.distribution is Distribution.ELASTICSEARCH:
+        proposal = elasticsearch.vector_proposal(backend.index, cluster, query)
+    else:
+        proposal = opensearch.vector_proposal(backend.index, cluster, query, backend.os_engine)
+    return [(item, proposal.convert(score)) for item, score in raw_hits(backend.transport.send(proposal.request))]
+
+
+# int8_hnsw (which p4r maps on Elasticsearch) scores on quantised vectors. Measured on 8.19.0: within 0.02 of
+# the cosine on the persona vectors, at most 0.019 over 10 queries on the 5k random 384-d catalog (and up to
+# 0.09 at 32-d, which is why that catalog has the encoder's 384 dimensions)
+STAGE_ONE_TOLERANCE = {Distribution.ELASTICSEARCH: 0.02, Distribution.OPENSEARCH: SCORE_TOLERANCE}
+SYNTHETIC_TOLERANCE = {Distribution.ELASTICSEARCH: 0.03, Distribution.OPENSEARCH: SCORE_TOLERANCE}
+
+
+CATEGORIES = 100  # 50 of the 5,000 synthetic items in each
+
+
+def synthetic_documents(count: int, dim: int, seed: int = 7):
+    """`count` items with 1 to 3 random unit persona vectors each (no encoder: the scoring is what is tested)."""
+    from p4r_search.documents import ItemDocument
+    from p4r_search.models import GeneratorInfo, Persona
+
+    rng = np.random.default_rng(seed)
+    generator = GeneratorInfo(name="synthetic", version="1", model="none", prompt_version="1")
+    for n in range(count):
+        vectors = rng.normal(size=(int(rng.integers(1, 4)), dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        personas = tuple(Persona(persona_id=f"s{n}-{j}", name=f"Synthetic persona{j}", description="synthetic",
+                                 rationale="synthetic", evidence_review_ids=(f"r{n}",), support=1.0)
+                         for j in range(len(vectors)))
+        yield ItemDocument(f"s{n}", f"item {n}", personas, vectors, generator, f"hash{n}", "synthetic-model",
+                           categories=(f"c{n % CATEGORIES}",))

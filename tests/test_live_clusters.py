@@ -29,26 +29,32 @@ import numpy as np
 import pytest
 from conftest import read_jsonl, run_cli
 from live_support import (
+    CATEGORIES,
     SCORE_TOLERANCE,
+    STAGE_ONE_TOLERANCE,
+    SYNTHETIC_TOLERANCE,
     Live,
     LiveConfig,
     Target,
     assert_explained,
+    assert_refused,
     assert_same_ranking,
     connect,
     drop,
     engines_required,
     exact_cosine,
+    knn_stage_one,
+    painless,
     raw_hits,
     require_client,
+    synthetic_documents,
     targets,
 )
 
 import engines
 from p4r_search.backends.embedded import EmbeddedBackend
 from p4r_search.catalog import load_items
-from p4r_search.clusters import dsl, elasticsearch, opensearch
-from p4r_search.clusters.capabilities import CapabilityError, supports
+from p4r_search.clusters import dsl
 from p4r_search.clusters.model import Distribution, Request
 from p4r_search.documents import build_documents
 from p4r_search.io import LineReader
@@ -142,16 +148,6 @@ def query_vectors(encoder, subset) -> np.ndarray:
     return np.asarray(encoder.encode(texts), dtype=np.float32)
 
 
-def painless(live: Live) -> bool:
-    """Whether this cluster can run p4r's searches; where it cannot, the search must be refused with why."""
-    return supports(live.backend.cluster, "painless")
-
-
-def assert_refused(live: Live, query: PersonaQuery) -> None:
-    with pytest.raises(CapabilityError, match="no lang-painless module"):
-        live.backend.search(query)
-
-
 # -- the cluster and its documents ----------------------------------------------------------------
 def test_version_and_plugins_are_detected(connection):
     cluster, spec = connection.backend.cluster, connection.target.spec
@@ -212,23 +208,6 @@ def test_knn_top10_overlaps_embedded_exact(live, embedded, query_vectors):
     assert np.mean(overlaps) >= MIN_KNN_OVERLAP, f"{live.where} knn overlap per query: {overlaps}"
 
 
-def knn_stage_one(backend, query: PersonaQuery):
-    """Stage one's own request (no painless), and its scores converted as the capability table says."""
-    cluster = backend.cluster
-    if cluster.distribution is Distribution.ELASTICSEARCH:
-        proposal = elasticsearch.vector_proposal(backend.index, cluster, query)
-    else:
-        proposal = opensearch.vector_proposal(backend.index, cluster, query, backend.os_engine)
-    return [(item, proposal.convert(score)) for item, score in raw_hits(backend.transport.send(proposal.request))]
-
-
-# int8_hnsw (which p4r maps on Elasticsearch) scores on quantised vectors. Measured on 8.19.0: within 0.02 of
-# the cosine on the persona vectors, at most 0.019 over 10 queries on the 5k random 384-d catalog (and up to
-# 0.09 at 32-d, which is why that catalog has the encoder's 384 dimensions)
-STAGE_ONE_TOLERANCE = {Distribution.ELASTICSEARCH: 0.02, Distribution.OPENSEARCH: SCORE_TOLERANCE}
-SYNTHETIC_TOLERANCE = {Distribution.ELASTICSEARCH: 0.03, Distribution.OPENSEARCH: SCORE_TOLERANCE}
-
-
 def test_knn_stage_one_scores_are_cosines_on_every_engine(live, embedded, query_vectors):
     tolerance = STAGE_ONE_TOLERANCE[live.backend.cluster.distribution]
     for n, vector in enumerate(query_vectors):
@@ -261,16 +240,20 @@ def test_bm25_over_persona_text_matches_the_same_items_but_for_stemming(live, em
             assert set(embedded.store.analyzer.analyze(keywords)) & set(embedded.store.analyzer.analyze(text)), where
 
 
+@pytest.mark.parametrize("weights", [(0.5, 0.5), (0.7, 0.5)], ids=["equal", "unequal"])
 @pytest.mark.parametrize("fusion", ["linear", "rrf"])
-def test_hybrid_hits_are_explained_with_all_scores(live, embedded, query_vectors, fusion):
+def test_hybrid_hits_are_explained_with_all_scores(live, embedded, query_vectors, fusion, weights):
+    """Equal and unequal weights: with neural-search, the pipeline gets them normalised (linear; RRF from
+    3.1) and must accept them; without it, or where the version cannot, p4r fuses client-side (issue 9)."""
     first = embedded.item_ids()[0]
     keywords = embedded.personas(first)[0].name  # keywords that surely match: one persona's name
     vector = query_vectors[0]
-    query = PersonaQuery(vector=vector, text=keywords, mode="hybrid", fusion=fusion, k=5)
+    query = PersonaQuery(vector=vector, text=keywords, mode="hybrid", fusion=fusion, k=5, vector_weight=weights[0],
+                         text_weight=weights[1])
     if not painless(live):
         return assert_refused(live, query)
     hits = live.backend.search(query)
-    where = f"{live.where} hybrid {fusion}, keywords {keywords!r}"
+    where = f"{live.where} hybrid {fusion} {weights}, keywords {keywords!r}"
     assert hits and len(hits) <= 5 and len({h.item_id for h in hits}) == len(hits), where
     for hit in hits:
         assert set(hit.scores) == {"cosine", "bm25", "fused"}, f"{where}: item {hit.item_id} scores {hit.scores}"
@@ -385,26 +368,6 @@ def test_failed_documents_are_reported_and_the_rest_written(live, encoder, subse
     assert len(other) == 3
 
 
-CATEGORIES = 100  # 50 of the 5,000 synthetic items in each
-
-
-def synthetic_documents(count: int, dim: int, seed: int = 7):
-    """`count` items with 1 to 3 random unit persona vectors each (no encoder: the scoring is what is tested)."""
-    from p4r_search.documents import ItemDocument
-    from p4r_search.models import GeneratorInfo, Persona
-
-    rng = np.random.default_rng(seed)
-    generator = GeneratorInfo(name="synthetic", version="1", model="none", prompt_version="1")
-    for n in range(count):
-        vectors = rng.normal(size=(int(rng.integers(1, 4)), dim)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        personas = tuple(Persona(persona_id=f"s{n}-{j}", name=f"Synthetic persona{j}", description="synthetic",
-                                 rationale="synthetic", evidence_review_ids=(f"r{n}",), support=1.0)
-                         for j in range(len(vectors)))
-        yield ItemDocument(f"s{n}", f"item {n}", personas, vectors, generator, f"hash{n}", "synthetic-model",
-                           categories=(f"c{n % CATEGORIES}",))
-
-
 def test_a_5000_item_catalog_loads_and_knn_finds_the_exact_neighbours(live, tmp_path):
     count, dim = 5000, 384  # the packaged encoder's dimension: int8 error grows as dims shrink
     other = another_index(live, "5k")
@@ -461,3 +424,29 @@ def check_filtered_knn_finds_k_matching_items(live: Live, other, store: Embedded
             assert [h.item_id for h in hits] == [h.item_id for h in exact], f"{where}: {hits}"
     wide = PersonaQuery(vector=rng.normal(size=dim), k=K, num_candidates=10_000, mode="knn")
     assert len(knn_stage_one(other, wide)) >= K, f"{live.where}: num_candidates 10,000"
+
+
+FAISS_TARGETS = [t for t in TARGETS if t.engine == "opensearch" and t.spec is None]
+if FAISS_TARGETS:  # the engines from Maven Central carry no faiss natives: only clusters you name run this
+
+    @pytest.mark.parametrize("connection", FAISS_TARGETS, ids=[t.id for t in FAISS_TARGETS], indirect=True)
+    def test_faiss_index_answers_like_embedded_or_is_refused_before_2_19(connection, subset_personas, embedded,
+                                                                          query_vectors, tmp_path):
+        name = f"{connection.index}-faiss"
+        args = [*connection.config.cli_args(name), "--os-engine", "faiss"]
+        with connection.config.auth_env():
+            if connection.backend.cluster.version < (2, 19, 0):
+                refused = run_cli("index", "create", *args, expect=69)
+                assert "cosinesimil only from OpenSearch 2.19" in refused.output
+                return
+            connection.created.append(name)
+            run_cli("index", "create", *args)
+            run_cli("index", "build", "--personas", subset_personas, *args, "--failed-docs", tmp_path / "failed.jsonl",
+                    "--no-progress")
+        other = connect(connection.config, name)
+        other.os_engine = "faiss"
+        other.refresh()
+        for mode in ("exact", "knn"):
+            query = PersonaQuery(vector=query_vectors[3], k=K, mode=mode)
+            assert_same_ranking(embedded.search(PersonaQuery(vector=query_vectors[3], k=K, mode="exact")),
+                                other.search(query), embedded, query_vectors[3], f"{connection.where} faiss {mode}")
