@@ -48,6 +48,7 @@ from live_support import (
     raw_hits,
     require_client,
     synthetic_documents,
+    synthetic_vectors,
     targets,
 )
 
@@ -382,7 +383,7 @@ def test_a_5000_item_catalog_loads_and_knn_finds_the_exact_neighbours(live, tmp_
     tolerance = SYNTHETIC_TOLERANCE[live.backend.cluster.distribution]
     overlaps, full = [], []
     for n in range(QUERIES):
-        vector = rng.normal(size=dim).astype(np.float32)
+        vector = synthetic_vectors(rng, 1, dim)[0]
         exact = store.search(PersonaQuery(vector=vector, k=K, mode="exact"))
         query = PersonaQuery(vector=vector, k=K, num_candidates=100, mode="knn")
         proposed = knn_stage_one(other, query)  # p4r rescores all of these exactly: the true top 10 must be there
@@ -406,7 +407,7 @@ def check_filtered_knn_finds_k_matching_items(live: Live, other, store: Embedded
     the largest window p4r allows (num_candidates 10,000) is accepted."""
     rng = np.random.default_rng(5)
     for n in range(3):
-        vector = rng.normal(size=dim).astype(np.float32)
+        vector = synthetic_vectors(rng, 1, dim)[0]
         unfiltered = store.search(PersonaQuery(vector=vector, k=K, mode="exact", filters={"categories": ("c7",)}))
         seen = frozenset(h.item_id for h in unfiltered[:2])
         query = PersonaQuery(vector=vector, k=K, num_candidates=100, mode="knn", filters={"categories": ("c7",)},
@@ -422,7 +423,7 @@ def check_filtered_knn_finds_k_matching_items(live: Live, other, store: Embedded
         if painless(live):
             hits = other.search(query)
             assert [h.item_id for h in hits] == [h.item_id for h in exact], f"{where}: {hits}"
-    wide = PersonaQuery(vector=rng.normal(size=dim), k=K, num_candidates=10_000, mode="knn")
+    wide = PersonaQuery(vector=synthetic_vectors(rng, 1, dim)[0], k=K, num_candidates=10_000, mode="knn")
     assert len(knn_stage_one(other, wide)) >= K, f"{live.where}: num_candidates 10,000"
 
 
