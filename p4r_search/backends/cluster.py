@@ -103,13 +103,18 @@ def root_info(transport: Transport) -> dict[str, Any]:
     try:
         return transport.send(Request("GET", "/"))
     except Exception as exc:
-        if (getattr(exc, "status_code", None) or getattr(exc, "status", None)) not in (404, 405):
+        if http_status(exc) not in (404, 405):
             raise
     nodes = transport.send(Request("GET", "/_nodes", params={"filter_path": "nodes.*.version"})).get("nodes") or {}
     versions = [parse_version(n["version"]) for n in nodes.values() if "version" in n]
     if not versions:
         raise ClusterDetectionError("the cluster answered neither GET / nor GET /_nodes with a version")
     return {"version": {"number": ".".join(map(str, min(versions)))}}
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status a client's error carries (elasticsearch-py: `status_code`; others: `status`)."""
+    return getattr(exc, "status_code", None) or getattr(exc, "status", None)
 
 
 def installed_plugins(transport: Transport) -> frozenset[str] | None:

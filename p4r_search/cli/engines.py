@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..backends.cluster import ClientTransport, ClusterBackend, DryRunTransport, detect
+from ..backends.cluster import ClientTransport, ClusterBackend, DryRunTransport, detect, http_status
 from ..backends.connect import ConnectionSettings, make_client
 from ..backends.embedded import EmbeddedBackend
 from ..clusters.model import Cluster, Distribution, parse_engine, parse_version
@@ -61,7 +61,7 @@ def detect_or_explain(transport, settings: ConnectionSettings) -> Cluster:
     try:
         return detect(transport)
     except Exception as exc:  # noqa: BLE001 (the clients raise their own hierarchies)
-        status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+        status = http_status(exc)
         if status in (401, 403):
             raise ClusterUnavailable(f"{settings.describe()} refused the credentials (HTTP {status}); check "
                                      "P4R_API_KEY or P4R_USERNAME/P4R_PASSWORD") from None

@@ -152,12 +152,22 @@ def bm25_of(index: str, query: PersonaQuery):
 
 
 def bool_query(must: list[dict[str, Any]], query: PersonaQuery, item_ids: Iterable[str] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"must": must}
+    return {"bool": {"must": must, **_restrictions(query, item_ids)}}
+
+
+def parent_filter(query: PersonaQuery) -> dict[str, Any] | None:
+    """The item filters and exclusions alone, as one `bool` (None when there are none)."""
+    restrictions = _restrictions(query, None)
+    return {"bool": restrictions} if restrictions else None
+
+
+def _restrictions(query: PersonaQuery, item_ids: Iterable[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if filters := filter_clauses(query, item_ids):
-        body["filter"] = filters
+        out["filter"] = filters
     if excluded := exclusions(query):
-        body["must_not"] = excluded
-    return {"bool": body}
+        out["must_not"] = excluded
+    return out
 
 
 def vector_param(query: PersonaQuery) -> list[float]:

@@ -76,24 +76,12 @@ def knn_clause(cluster: Cluster, query: PersonaQuery, *, with_inner_hits: bool) 
         knn["method_parameters"] = {"ef_search": dsl.search_breadth(query)}
     if supports(cluster, "expand_nested_docs"):
         knn["expand_nested_docs"] = True  # score every persona of a matched item, so max is over all of them
-    if knn_filter := _parent_filter(query):
+    if knn_filter := dsl.parent_filter(query):
         # inside the knn, so that it finds the k nearest *matching* items: as a bool filter around it, it
         # would find k items and drop the ones that do not match (a post-filter)
         require(cluster, "knn_nested_filter")
         knn["filter"] = knn_filter
     return dsl.nested({"knn": {dsl.VECTOR: knn}}, with_inner_hits=with_inner_hits)
-
-
-def _parent_filter(query: PersonaQuery) -> dict[str, Any] | None:
-    filters, excluded = dsl.filter_clauses(query), dsl.exclusions(query)
-    if not filters and not excluded:
-        return None
-    clause: dict[str, Any] = {}
-    if filters:
-        clause["filter"] = filters
-    if excluded:
-        clause["must_not"] = excluded
-    return {"bool": clause}
 
 
 def vector_proposal(index: str, cluster: Cluster, query: PersonaQuery, engine: str) -> Proposal:
