@@ -27,6 +27,8 @@ _EXPORTS = {
     "UserInput": "recommend",
     "ProfileConfig": "profile",
     "PersonaQuery": "query",
+    "PersonaClauses": "clauses",
+    "ClusterBackend": "backends.cluster",
     "TrainSettings": "training",
     "HeadSettings": "training",
     "save_encoder": "training",
@@ -36,12 +38,15 @@ _EXPORTS = {
 __all__ = [  # noqa: RUF022  (grouped as the data flows)
     "__version__", "Encoder", "LineReader", "load_catalog", "load_interactions", "make_generator",
     "generate_personas", "read_personas", "build_documents", "EmbeddedBackend", "Recommender", "SearchOptions",
-    "UserInput", "ProfileConfig", "PersonaQuery", "TrainSettings", "HeadSettings", "save_encoder", "train_encoder",
+    "UserInput", "ProfileConfig", "PersonaQuery", "PersonaClauses", "ClusterBackend", "TrainSettings", "HeadSettings",
+    "save_encoder", "train_encoder",
 ]
 
 if TYPE_CHECKING:
+    from .backends.cluster import ClusterBackend
     from .backends.embedded import EmbeddedBackend
     from .catalog import load_catalog, load_interactions
+    from .clauses import PersonaClauses
     from .documents import build_documents
     from .encoder import Encoder
     from .evaluation.encoders import train_encoder

@@ -16,6 +16,8 @@ from .models import Interaction, Item, Review
 class Catalog:
     items: dict[str, Item] = field(default_factory=dict)
     reviews: dict[str, list[Review]] = field(default_factory=dict)
+    items_past_limit: int = 0  # items of the file left out by `limit`
+    unknown_item_reviews: int = 0  # reviews of items not in the items file, ignored (`ignore_unknown_items`)
 
     def __iter__(self):
         for item_id, item in self.items.items():
@@ -38,10 +40,19 @@ def load_items(path: str | os.PathLike[str], reader: LineReader) -> tuple[dict[s
     return items, lines
 
 
+UNKNOWN_ITEM_HINT = ("to use only some of the items, keep only their reviews in the reviews file, or give "
+                     "`p4r personas generate` the full items file with --limit N, or --ignore-unknown-items")
+
+
 def load_catalog(
-    items_path: str | os.PathLike[str], reviews_path: str | os.PathLike[str], reader: LineReader
+    items_path: str | os.PathLike[str], reviews_path: str | os.PathLike[str], reader: LineReader, *,
+    limit: int | None = None, ignore_unknown_items: bool = False,
 ) -> Catalog:
+    """Items with their reviews. `limit`: only the first `limit` items of the file (the reviews of the others are
+    checked, not kept). `ignore_unknown_items`: a review of an item not in the items file is counted, not an error."""
     items, item_lines = load_items(items_path, reader)
+    catalog = Catalog(items_past_limit=max(0, len(items) - limit) if limit is not None else 0)
+    wanted = set(list(items)[:limit]) if limit is not None else items
     reviews: dict[str, list[Review]] = defaultdict(list)
     seen: dict[str, int] = {}
     for line_no, review, raw in reader.read(reviews_path, Review):
@@ -53,14 +64,20 @@ def load_catalog(
                 raw,
             )
             continue
+        if review.item_id not in items and ignore_unknown_items:
+            catalog.unknown_item_reviews += 1
+            continue
         if review.item_id not in items:
-            reader.fail(InputError(str(reviews_path), line_no, f"review of unknown item {review.item_id!r}"), raw)
+            reason = f"review of unknown item {review.item_id!r} (not in {items_path})"
+            reader.fail(InputError(str(reviews_path), line_no, reason, hint=UNKNOWN_ITEM_HINT), raw)
             continue
         seen[review.review_id] = line_no
-        reviews[review.item_id].append(review)
+        if review.item_id in wanted:
+            reviews[review.item_id].append(review)
 
-    catalog = Catalog()
     for item_id, item in items.items():
+        if item_id not in wanted:
+            continue
         if not reviews.get(item_id):
             reader.fail(InputError(str(items_path), item_lines[item_id], f"item {item_id!r} has no reviews"))
             continue

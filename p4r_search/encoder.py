@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
@@ -54,7 +54,10 @@ class Encoder:
 
     `max_seq_length` caps the word pieces read per text (all-MiniLM-L6-v2 was trained on 128); longer
     reviews are truncated, which bounds the cost of a long review on a CPU. None keeps the model's own.
+    `Encoder.load_notice`, when set (the CLI sets it), is told when a model starts loading (seconds on a CPU).
     """
+
+    load_notice: ClassVar[Callable[[str], None] | None] = None
 
     def __init__(
         self,
@@ -71,6 +74,8 @@ class Encoder:
 
     @cached_property
     def _model(self) -> SentenceTransformer:
+        if Encoder.load_notice is not None:  # before the imports: importing torch is most of the wait
+            Encoder.load_notice(f"loading encoder {self.model_name.removeprefix('packaged:')} ...")
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 

@@ -12,16 +12,18 @@ class P4RError(Exception):
 
 
 class InputError(P4RError):
-    """Bad input data: names the file, the line (1-based) and what is wrong."""
+    """Bad input data: names the file, the line (1-based) and what is wrong; `hint` (what to do about it) is
+    shown in the message but not written to rejects files, which repeat `reason` line after line."""
 
     exit_code = 65  # EX_DATAERR
 
-    def __init__(self, path: str, line: int | None, reason: str):
+    def __init__(self, path: str, line: int | None, reason: str, hint: str | None = None):
         self.path = str(path)
         self.line = line
         self.reason = reason
+        self.hint = hint
         where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {reason}")
+        super().__init__(f"{where}: {reason}" + (f"; {hint}" if hint else ""))
 
 
 class ChoiceError(P4RError, ValueError):

@@ -96,6 +96,7 @@ def parse_object(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(path, line_no, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    text = text.rstrip("\r\n")  # else an error at the end of the line is reported at column 1 of the next
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -19,6 +19,7 @@ class Mode(str, Enum):
     KNN = "knn"  # approximate nearest personas (HNSW)
     EXACT = "exact"  # brute-force cosine; with candidate ids this is the paper's rerank
     HYBRID = "hybrid"  # persona vectors fused with BM25 over persona text
+    RESCORE = "rescore"  # BM25 over persona text finds a window; exact persona scores rerank it
 
 
 class Fusion(str, Enum):
@@ -33,13 +34,17 @@ def parse_choice(enum: type[Enum], value: str | Enum, what: str):
         raise ChoiceError(what, value, [m.value for m in enum]) from None
 
 
+KEYWORD_MODES = (Mode.HYBRID, Mode.RESCORE)
+
+
 @dataclass(frozen=True)
 class PersonaQuery:
     """What to find. Backends translate this; they never reinterpret it.
 
     filters: item field → accepted values (any of); fields are `categories`, `item_id`, or
     `attributes.<name>`. exclude_ids: items never returned (already seen). candidate_ids: when given,
-    only these items are scored, exactly, whatever the mode.
+    only these items are scored, exactly, whatever the mode. Rescore mode: the `num_candidates` best items
+    by BM25 over persona text (the window) are reranked by `text_weight * bm25 + vector_weight * cosine`.
     """
 
     vector: np.ndarray
@@ -83,10 +88,13 @@ class PersonaQuery:
             raise ConfigError(f"{len(self.candidate_ids):,} candidate ids: at most {MAX_WINDOW:,} can be scored in one "
                               "search (index.max_result_window)")
         has_text = bool(self.text and self.text.strip())
-        if self.mode is Mode.HYBRID and not has_text:
-            raise ConfigError("hybrid mode needs keyword text; use mode 'knn' or 'exact' without it")
-        if self.mode is not Mode.HYBRID and has_text:
-            raise ConfigError(f"keyword text needs mode 'hybrid', not {self.mode.value!r}")
+        if self.mode in KEYWORD_MODES and not has_text:
+            raise ConfigError(f"{self.mode.value} mode needs keyword text; use mode 'knn' or 'exact' without it")
+        if self.mode not in KEYWORD_MODES and has_text:
+            raise ConfigError(f"keyword text needs mode 'hybrid' or 'rescore', not {self.mode.value!r}")
+        if self.mode is Mode.RESCORE and self.candidate_ids is not None:
+            raise ConfigError("rescore mode reranks what the keywords find; candidate ids are scored exactly "
+                              "(use mode 'exact' with them)")
         if min(self.vector_weight, self.text_weight) < 0 or self.vector_weight + self.text_weight == 0:
             raise ConfigError("fusion weights must be non-negative and not both zero")
         if self.rank_constant < 1:

@@ -22,7 +22,7 @@ from .profile import (
     item_vector,
     recency_weights,
 )
-from .query import Mode, PersonaQuery
+from .query import KEYWORD_MODES, Mode, PersonaQuery, parse_choice
 
 
 @dataclass(frozen=True)
@@ -41,19 +41,29 @@ class UserInput:
 
 @dataclass(frozen=True)
 class SearchOptions:
+    """How to search. `keywords` (BM25 over persona text) need mode `knn` (then fused with the profile: hybrid)
+    or `rescore` (BM25 finds a window of `num_candidates` items, the persona score reranks it: `keyword_weight
+    * bm25 + persona_weight * cosine`). `fusion` and the two weights only act with keywords."""
+
     k: int = 10
     num_candidates: int = 100
     mode: Mode = Mode.KNN
     keywords: str | None = None
     fusion: str = "linear"
-    vector_weight: float = 0.5
-    text_weight: float = 0.5
+    persona_weight: float = 0.5
+    keyword_weight: float = 0.5
     filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
     candidate_ids: tuple[str, ...] | None = None
     candidate_weight: float | None = None  # with candidate_ids in the caller's order: fuse that order in
     include_seen: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
+        if self.keywords and self.mode is Mode.EXACT:
+            raise ConfigError("keywords need mode 'knn' (fused with the persona score) or 'rescore'; "
+                              "mode 'exact' scores personas alone")
+        if not self.keywords and self.mode in KEYWORD_MODES:
+            raise ConfigError(f"mode {self.mode.value!r} needs keywords (--query)")
         if self.candidate_weight is None:
             return
         if not 0 <= self.candidate_weight <= 1:
@@ -62,6 +72,10 @@ class SearchOptions:
             raise ConfigError("a candidate weight needs candidates (--candidates), in your ranking's order")
         if self.keywords:
             raise ConfigError("a candidate weight reranks by persona score alone; it cannot take keywords")
+
+    @property
+    def query_mode(self) -> Mode:
+        return Mode.HYBRID if self.keywords and self.mode is Mode.KNN else self.mode
 
 
 class PersonaScore(BaseModel):
@@ -81,9 +95,29 @@ RANK_LIMIT = 1000
 class Explanation(BaseModel):
     hit: Hit
     rank: int | None = None  # among unseen items; None when below RANK_LIMIT or already seen
-    catalog_size: int
+    catalog_size: int  # every item in the index; `seen` of them (the user's history) are not ranked
+    seen: int = 0
+    in_history: bool = False  # the item is in the user's history: excluded as seen, so not ranked
     persona_scores: list[PersonaScore]
     contributions: list[HistoryContribution]
+    skipped_history: list[str] = []  # history items the index lacks, left out of the profile
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Ids the index lacks, left out of a request: history items (the profile uses the rest) and candidates."""
+
+    history: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """`Recommender.recommend_with_report`: the hits, what was skipped, and why the hits are empty if they are."""
+
+    hits: list[Hit]
+    skipped: Skipped = Skipped()
+    why_empty: tuple[str, ...] = ()
 
 
 class Recommender:
@@ -102,11 +136,10 @@ class Recommender:
         return self._encoder
 
     def history_vectors(self, history: Sequence[str], reviews: Mapping[str, str] | None = None) -> list[np.ndarray]:
-        """One vector per interaction, by the profile source (profile.py)."""
+        """One vector per interaction, by the profile source (profile.py); items the index lacks are skipped
+        (`known_history` says which)."""
         found = self.backend.persona_vectors(list(dict.fromkeys(history)))
-        missing = [i for i in dict.fromkeys(history) if i not in found]
-        if missing:
-            raise NotFoundError(f"items not in the index: {', '.join(missing[:10])}")
+        history = [i for i in history if i in found]
         review_vectors = self._review_vectors(history, reviews or {})
         source = self.profile_config.source
         return [interaction_vector(item_vector(found[i]), review_vectors.get(i), source) for i in history]
@@ -120,22 +153,24 @@ class Recommender:
     def profile(self, user: UserInput) -> np.ndarray:
         history = None
         if user.history:
-            history = history_profile(self.history_vectors(user.history, user.reviews), self.profile_config)
+            vectors = self.history_vectors(user.history, user.reviews)
+            if not vectors and not (user.text and user.text.strip()):
+                raise NotFoundError(no_history_message(user.history))
+            history = history_profile(vectors, self.profile_config) if vectors else None
         text = self.encoder.encode([user.text])[0] if user.text and user.text.strip() else None
         return combine(history, text, self.profile_config)
 
     def query(self, user: UserInput, options: SearchOptions) -> PersonaQuery:
         exclude = frozenset() if options.include_seen else frozenset(user.history)
-        mode = Mode.HYBRID if options.keywords else options.mode
         return PersonaQuery(
             vector=self.profile(user),
             text=options.keywords,
             k=options.k,
             num_candidates=max(options.num_candidates, options.k),
-            mode=mode,
+            mode=options.query_mode,
             fusion=options.fusion,
-            vector_weight=options.vector_weight,
-            text_weight=options.text_weight,
+            vector_weight=options.persona_weight,
+            text_weight=options.keyword_weight,
             filters=options.filters,
             exclude_ids=exclude,
             candidate_ids=options.candidate_ids,
@@ -146,6 +181,45 @@ class Recommender:
         if options.candidate_weight is not None:
             return self._rerank_candidates(user, options)
         return self.backend.search(self.query(user, options))
+
+    def recommend_with_report(self, user: UserInput, options: SearchOptions | None = None, *,
+                              diagnose: bool = True) -> Recommendation:
+        """`recommend`, saying what the index lacked (skipped history items and candidates) and, when nothing
+        came back and `diagnose`, why (diagnose.why_empty: a few counts, no vectors)."""
+        options = options or SearchOptions()
+        user, history = self.known_history(user)
+        candidates = ()
+        if options.candidate_ids:
+            present = self._present(options.candidate_ids)
+            candidates = tuple(i for i in dict.fromkeys(options.candidate_ids) if i not in present)
+        hits = self.recommend(user, options)
+        why: tuple[str, ...] = ()
+        if not hits and diagnose:
+            from .diagnose import why_empty
+
+            exclude = frozenset() if options.include_seen else frozenset(user.history)
+            why = tuple(why_empty(self.backend, filters=options.filters, candidate_ids=options.candidate_ids,
+                                  exclude_ids=exclude))
+        return Recommendation(hits, Skipped(history, candidates), why)
+
+    def known_history(self, user: UserInput) -> tuple[UserInput, tuple[str, ...]]:
+        """The user without the history items the index lacks, and those items. NotFoundError when nothing
+        is left to make a profile from (none of the history is indexed, and no text)."""
+        if not user.history:
+            return user, ()
+        present = self._present(user.history)
+        skipped = tuple(i for i in dict.fromkeys(user.history) if i not in present)
+        if not skipped:
+            return user, ()
+        kept = tuple(i for i in user.history if i in present)
+        if not kept and not (user.text and user.text.strip()):
+            raise NotFoundError(no_history_message(user.history))
+        return replace(user, history=kept), skipped
+
+    def _present(self, item_ids: Sequence[str]) -> set[str]:
+        ids = list(dict.fromkeys(item_ids))
+        existing = getattr(self.backend, "existing_ids", None)  # cheaper than the vectors, where a backend has it
+        return set(existing(ids)) if existing is not None else set(self.backend.persona_vectors(ids))
 
     def _rerank_candidates(self, user: UserInput, options: SearchOptions) -> list[Hit]:
         """The caller's candidates, in the caller's order, fused with their persona scores:
@@ -167,10 +241,12 @@ class Recommender:
         vectors = self.backend.persona_vectors([item_id]).get(item_id)
         if vectors is None:
             raise NotFoundError(f"item {item_id!r} is not in the index")
+        user, skipped = self.known_history(user)
         profile = self.profile(user)
         base = PersonaQuery(vector=profile, k=1, mode=Mode.EXACT, candidate_ids=(item_id,))
         hit = self.backend.search(base)[0]
-        rank = self._rank(profile, item_id, exclude=frozenset(user.history))
+        seen = frozenset(user.history)  # all in the index now
+        rank = None if item_id in seen else self._rank(profile, item_id, exclude=seen)
         cosines = vectors @ profile
         personas = self.backend.personas(item_id)
         persona_scores = sorted(
@@ -181,8 +257,11 @@ class Recommender:
             hit=hit,
             rank=rank,
             catalog_size=len(self.backend),
+            seen=len(seen),
+            in_history=item_id in seen,
             persona_scores=persona_scores,
             contributions=self._contributions(user, best),
+            skipped_history=list(skipped),
         )
 
     def _rank(self, profile: np.ndarray, item_id: str, exclude: frozenset[str]) -> int | None:
@@ -206,3 +285,9 @@ class Recommender:
         ]
         return sorted(rows, key=lambda r: -r.recency_weight * r.cosine_to_persona)
 
+
+def no_history_message(history: Sequence[str]) -> str:
+    ids = list(dict.fromkeys(history))
+    shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    return (f"none of the history's {len(ids)} item(s) is in the index ({shown}): nothing to make a profile from; "
+            "give items that are indexed, or a text (--text)")

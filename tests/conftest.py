@@ -14,6 +14,8 @@ import pytest
 
 from p4r_search.encoder import Encoder
 
+pytest_plugins = ["live_fixtures"]  # the real engines' fixtures, shared by the tests/test_live_*.py modules
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 SUBSET_ITEMS = 12  # items of the example data used by most tests, to keep the suite fast

@@ -11,6 +11,8 @@ It answers:
   carries `X-Elastic-Product: Elasticsearch`, which the official client requires;
 - `GET /_license` (Elasticsearch): a basic, active licence;
 - `PUT /{index}`, `GET|PUT /{index}/_mapping`: kept in memory; `POST /{index}/_refresh`: acknowledged;
+- `POST /{index}/_count`, `_mget`, and a `size: 0` `_search` with one `terms` aggregation: evaluated over the
+  stored documents by `loopback_queries.py` (the few query kinds p4r's index checks send; no scoring);
 - `POST|PUT [/{index}]/_bulk` (NDJSON): from a script. `whole_request_failures` is a queue of statuses
   (429, 503, …) answered, one per request, to the next bulk requests as a whole; then items are answered
   one by one: ids in `rejected` always fail with a 400 `mapper_parsing_exception` (permanent), ids in
@@ -35,6 +37,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+import loopback_queries
 
 ES_VERSION = "8.17.0"
 COMPATIBLE_WITH = re.compile(r"compatible-with=(\d+)")
@@ -216,7 +220,23 @@ class LoopbackCluster:
                 return 200, {"acknowledged": True}
         if len(parts) == 2 and parts[1] == "_refresh" and r.method == "POST":
             return 200, {"_shards": {"total": 1, "successful": 1, "failed": 0}}
+        if len(parts) == 2 and parts[1] in ("_count", "_search", "_mget") and r.method in ("GET", "POST"):
+            return self._read(r, parts[0], parts[1])
         return 404, _error(404, "stand_in_unsupported", f"the stand-in does not answer {r.method} {r.path}")
+
+    def _read(self, r: Recorded, index: str, endpoint: str) -> tuple[int, Any]:
+        """The index checks' reads (loopback_queries.py); a search it cannot evaluate is a 400."""
+        if index not in self.mappings and index not in self.docs:
+            return 404, _error(404, "index_not_found_exception", f"no such index [{index}]")
+        docs = self.docs.get(index, {})
+        try:
+            if endpoint == "_count":
+                return 200, loopback_queries.count(docs, r.json)
+            if endpoint == "_mget":
+                return 200, loopback_queries.mget(index, docs, r.json or {}, r.query)
+            return 200, loopback_queries.aggregate(docs, r.json or {})
+        except loopback_queries.Unsupported as exc:
+            return 400, _error(400, "stand_in_unsupported", str(exc))
 
     def _refused_media_type(self, r: Recorded) -> dict[str, Any] | None:
         if self.flavour != "es" or not self.strict_media_types:

@@ -85,14 +85,14 @@ def test_errors_have_messages_and_exit_codes(subset, subset_index, tmp_path):
     assert "error: user 'nobody' has no interactions" in missing_user.output
     bad_filter = run_cli("recommend", "--index", subset_index, "--text", "x", "--filter", "colour=red", expect=64)
     assert "invalid filter field 'colour'" in bad_filter.output
-    no_index = run_cli("recommend", "--index", tmp_path / "none", "--text", "x", expect=74)
-    assert "no index here" in no_index.output
+    no_index = run_cli("recommend", "--index", tmp_path / "none", "--text", "x", expect=66)
+    assert "no such index directory; build one with: p4r index build" in no_index.output
     unknown = run_cli("recommend", "--index", subset_index, "--history", "no-such-item", expect=66)
-    assert "items not in the index: no-such-item" in unknown.output
+    assert "none of the history's 1 item(s) is in the index (no-such-item)" in unknown.output
     bad = tmp_path / "interactions.jsonl"
     bad.write_text('{"user_id": "u", "item_id": "no-such-item", "timestamp": 1}\n')
-    bad_line = run_cli("recommend", "--index", subset_index, "--interactions", bad, "--user", "u", expect=65)
-    assert f"{bad}:1: interaction with unknown item 'no-such-item'" in bad_line.output
+    only_unknown = run_cli("recommend", "--index", subset_index, "--interactions", bad, "--user", "u", expect=66)
+    assert "none of the history's 1 item(s) is in the index (no-such-item)" in only_unknown.output
     nothing = run_cli("recommend", "--index", subset_index, expect=64)
     assert "give a history" in nothing.output
 

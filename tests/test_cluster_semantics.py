@@ -23,7 +23,7 @@ OS_VERSIONS = [(2, 12, 0), (2, 16, 0), (2, 18, 0), (2, 19, 0), (3, 0, 0), (3, 1,
 NEURAL = frozenset({"lang-painless", "opensearch-knn", "opensearch-neural-search"})
 CLUSTERS = ([Cluster(Distribution.ELASTICSEARCH, v, lic) for v in ES_VERSIONS for lic in ("basic", "trial")]
             + [Cluster(Distribution.OPENSEARCH, v, plugins=NEURAL) for v in OS_VERSIONS])
-MODES = [("exact", None), ("knn", None), ("hybrid", "linear"), ("hybrid", "rrf")]
+MODES = [("exact", None), ("knn", None), ("hybrid", "linear"), ("hybrid", "rrf"), ("rescore", None)]
 WEIGHTS = [(0.5, 0.5), (0.7, 0.5), (1.0, 0.0)]
 FILTERS = [{}, {"filters": {"categories": ("Dresses",), "attributes.division": ("General",)},
                 "exclude_ids": frozenset({"seen-1", "seen-2"})}]
@@ -33,7 +33,7 @@ SIZES = [(10, 100), (10, 10_000)]
 def queries():
     vector = np.linspace(-1, 1, 8)
     for (mode, fusion), (wv, wt), extra, (k, candidates) in itertools.product(MODES, WEIGHTS, FILTERS, SIZES):
-        text = "soft stretch" if mode == "hybrid" else None
+        text = "soft stretch" if mode in ("hybrid", "rescore") else None
         yield PersonaQuery(vector=vector, text=text, mode=mode, fusion=fusion or "linear", vector_weight=wv,
                            text_weight=wt, k=k, num_candidates=candidates, **extra)
 
@@ -64,7 +64,7 @@ def check_rules(cluster: Cluster, query: PersonaQuery, engine: str) -> None:
             assert "int8_hnsw" not in text, where
         for path, key, value in walk(request.body):
             # sizes: num_candidates capped at 10,000 (ES), size by index.max_result_window
-            if key in ("size", "k", "num_candidates", "rank_window_size") and isinstance(value, int):
+            if key in ("size", "k", "num_candidates", "rank_window_size", "window_size") and isinstance(value, int):
                 assert value <= MAX_WINDOW, f"{where}: {'.'.join((*path, key))} = {value}"
             # normalization-processor and score-ranker weights: each in [0, 1], summing to 1 (validateWeights)
             if key == "weights" and path and path[-1] == "parameters":
@@ -75,6 +75,16 @@ def check_rules(cluster: Cluster, query: PersonaQuery, engine: str) -> None:
                 if query.filters or query.exclude_ids:
                     inner = json.dumps(knn.get("filter"))
                     assert "Dresses" in inner and "seen-1" in inner, f"{where}: knn without its filter: {knn}"
+            # rescore: the persona script is a nested max over personas; the caller's filters stay in the main
+            # query, untouched by the rescore (QueryRescorer only rescores the main query's top hits)
+            if key == "rescore":
+                rescore = value["query"]
+                assert rescore["rescore_query"]["nested"]["score_mode"] == "max", where
+                # OpenSearch 3.x scores BM25 without the k1 + 1 factor: its weight carries it back (2.2)
+                scale = 2.2 if cluster.distribution is Distribution.OPENSEARCH and cluster.version >= (3, 0, 0) else 1
+                assert rescore["query_weight"] == pytest.approx(query.text_weight * scale), where
+                assert rescore["rescore_query_weight"] == query.vector_weight, where
+                assert "filter" not in json.dumps(rescore) and "inner_hits" not in json.dumps(rescore), where
             # RRF rank_constant where the version reads it
             if key == "score-ranker-processor":
                 combination = value["combination"]

@@ -25,7 +25,7 @@ OS_VERSIONS = [(2, 12, 0), (2, 18, 0), (2, 19, 0), (3, 1, 0)]
 CLUSTERS = [Cluster(Distribution.ELASTICSEARCH, v, lic) for v, lic in ES_VERSIONS] + [
     Cluster(Distribution.OPENSEARCH, v) for v in OS_VERSIONS
 ]
-MODES = [("knn", None), ("exact", None), ("hybrid", "linear"), ("hybrid", "rrf")]
+MODES = [("knn", None), ("exact", None), ("hybrid", "linear"), ("hybrid", "rrf"), ("rescore", None)]
 EXTRAS = [{}, {"filters": {"categories": ("Dresses",), "attributes.class": ("Knits",)}, "exclude_ids": frozenset({"9"})},
           {"candidate_ids": ("1", "2", "3")}]
 
@@ -40,11 +40,15 @@ def make_query(mode, fusion, extra, text="petite dress"):
     kw = {"mode": mode, **extra}
     if mode == "hybrid":
         kw.update(text=text, fusion=fusion)
+    if mode == "rescore":
+        kw.update(text=text)
     return PersonaQuery(vector=V, k=5, num_candidates=50, **kw)
 
 
 def matrix():
     for cluster, (mode, fusion), extra in itertools.product(CLUSTERS, MODES, EXTRAS):
+        if mode == "rescore" and "candidate_ids" in extra:
+            continue  # refused by PersonaQuery (test_query_fusion_profile)
         yield pytest.param(cluster, mode, fusion, extra, id=f"{cluster}-{mode}-{fusion}-{sorted(extra)}")
 
 
@@ -75,6 +79,14 @@ def test_every_combination_plans_or_refuses_with_a_reason(cluster, mode, fusion,
         assert '"ids": {"values": ["1", "2", "3"]}' in bodies and '"knn"' not in json.dumps(plan.proposals[0].request.body)
     if mode == "exact":
         assert plan.final_is_exact and len(plan.proposals) == 1
+    if mode == "rescore":  # one request: BM25 with the filters, the persona script in its rescore section
+        body = plan.proposals[0].request.body
+        rescore = body["rescore"]["query"]
+        assert body["rescore"]["window_size"] == 50 and body["size"] == 5
+        assert rescore["rescore_query"]["nested"]["score_mode"] == "max" and rescore["score_mode"] == "total"
+        assert "inner_hits" not in json.dumps(rescore) and "match" in json.dumps(body["query"])
+        if extra.get("filters"):
+            assert '"Dresses"' in json.dumps(body["query"]) and '"Dresses"' not in json.dumps(rescore)
 
 
 def test_es_knn_is_top_level_on_the_nested_vector_with_inner_hits():

@@ -8,7 +8,7 @@ import pytest
 from p4r_search.backends.embedded import EmbeddedBackend
 from p4r_search.backends.embedded.vectors import cache_dir
 from p4r_search.documents import ItemDocument
-from p4r_search.errors import ConfigError, IndexStateError
+from p4r_search.errors import ConfigError, IndexStateError, NotFoundError
 from p4r_search.models import EvidenceSnippet, GeneratorInfo, Persona
 from p4r_search.query import PersonaQuery
 
@@ -153,8 +153,11 @@ def test_incompatible_documents_are_refused_before_writing(tmp_path, docs):
 
 
 def test_missing_index_and_read_only_writes(tmp_path):
-    with pytest.raises(IndexStateError, match="no index here"):
+    with pytest.raises(NotFoundError, match="no such index directory"):
         EmbeddedBackend(tmp_path / "nothing")
+    with pytest.raises(NotFoundError, match="no such index directory"):
+        EmbeddedBackend(tmp_path / "nothing", writable=True, create=False)
+    assert not (tmp_path / "nothing").exists()
     EmbeddedBackend(tmp_path, writable=True)
     with pytest.raises(ConfigError, match="read-only"):
         EmbeddedBackend(tmp_path).delete(["a"])

@@ -19,46 +19,36 @@ a run creates is named `p4r-live-<run>...` and deleted at the end, whatever happ
 
 from __future__ import annotations
 
-import atexit
 import json
-import os
 import re
-import uuid
 
 import numpy as np
 import pytest
 from conftest import read_jsonl, run_cli
+from live_fixtures import another_index
 from live_support import (
     CATEGORIES,
     SCORE_TOLERANCE,
     STAGE_ONE_TOLERANCE,
     SYNTHETIC_TOLERANCE,
     Live,
-    LiveConfig,
-    Target,
     assert_explained,
     assert_refused,
     assert_same_ranking,
     connect,
-    drop,
-    engines_required,
     exact_cosine,
     knn_stage_one,
     painless,
     raw_hits,
-    require_client,
     synthetic_documents,
     synthetic_vectors,
     targets,
 )
 
-import engines
 from p4r_search.backends.embedded import EmbeddedBackend
-from p4r_search.catalog import load_items
 from p4r_search.clusters import dsl
 from p4r_search.clusters.model import Distribution, Request
 from p4r_search.documents import build_documents
-from p4r_search.io import LineReader
 from p4r_search.personas.runner import read_personas
 from p4r_search.query import PersonaQuery
 
@@ -67,86 +57,6 @@ QUERIES = 10
 MIN_KNN_OVERLAP = 0.9
 USER = "demo-petite-dresses"
 TARGETS = targets()
-
-
-# -- fixtures -------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def engine_nodes(request) -> dict[str, engines.Node]:
-    """The engines this session starts (none when the environment names clusters), stopped at the end."""
-    specs = [t.spec for t in TARGETS if t.spec is not None]
-    if not specs:
-        return {}
-    engines.reap_orphans()
-    if why := engines.missing_tools(specs):
-        (pytest.fail if engines_required() else pytest.skip)(f"no local engines: {why}")
-    try:
-        nodes = engines.start_all(specs)
-    except engines.EngineError as exc:
-        pytest.fail(f"the engines did not start:\n{exc}", pytrace=False)
-    owner = str(os.getpid())
-    engines.save_state(nodes, owner)
-
-    def stop_all() -> None:
-        for node in nodes:
-            engines.stop(node)
-        engines.save_state([], owner)
-
-    atexit.register(stop_all)  # also when the session is interrupted before finalizers run
-    request.addfinalizer(stop_all)
-    return {node.name: node for node in nodes}
-
-
-@pytest.fixture(scope="session", params=TARGETS, ids=[t.id for t in TARGETS])
-def connection(request, engine_nodes) -> Live:
-    """The cluster, connected and detected, and this run's index name. Session-scoped and first in `live`'s
-    arguments, so that a wrong URL, password or client fails at once, before anything is built."""
-    target: Target = request.param
-    require_client(target.engine)
-    if target.spec is not None:
-        config = LiveConfig.local(engine_nodes[target.spec.name])
-    else:
-        config = LiveConfig.from_env(target.engine, target.url)
-    index = f"p4r-live-{uuid.uuid4().hex[:12]}"
-    backend = connect(config, index)
-    live = Live(target, config, backend, index)
-    request.addfinalizer(lambda: drop(backend, live.created))
-    return live
-
-
-def another_index(live: Live, suffix: str):
-    name = f"{live.index}-{suffix}"
-    live.created.append(name)
-    return connect(live.config, name)
-
-
-@pytest.fixture(scope="session")
-def live(connection, encoder, subset, subset_personas, subset_index, tmp_path_factory) -> Live:
-    """A fresh index on the cluster holding the subset's personas (the embedded index's documents), refreshed."""
-    backend, index = connection.backend, connection.index
-    backend.create_index(encoder.dim)
-    records = list(read_personas(subset_personas).values())
-    items = load_items(subset["items"], LineReader())[0]
-    failed = tmp_path_factory.mktemp("live-failed") / f"{index}.failed.jsonl"
-    report = backend.write(build_documents(records, encoder, items), partial=False, failed_path=failed)
-    failures = failed.read_text(encoding="utf-8") if failed.exists() else ""
-    assert report.failed == 0 and report.written == len(records), f"bulk: {report}\n{failures}"
-    backend.refresh()
-    return connection
-
-
-@pytest.fixture(scope="module")
-def embedded(subset_index) -> EmbeddedBackend:
-    return EmbeddedBackend(subset_index)
-
-
-@pytest.fixture(scope="module")
-def query_vectors(encoder, subset) -> np.ndarray:
-    """QUERIES review texts of the subset, spread over its items, encoded: realistic profile vectors."""
-    reviews = sorted(read_jsonl(subset["reviews"]), key=lambda r: (r["item_id"], r["review_id"]))
-    step = max(1, len(reviews) // QUERIES)
-    texts = [r["text"] for r in reviews[::step][:QUERIES]]
-    assert len(texts) == QUERIES
-    return np.asarray(encoder.encode(texts), dtype=np.float32)
 
 
 # -- the cluster and its documents ----------------------------------------------------------------

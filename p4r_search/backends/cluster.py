@@ -22,6 +22,8 @@ from ..documents import ItemDocument
 from ..errors import ConfigError, NotFoundError, P4RError
 from ..models import Hit, MatchedPersona
 from ..query import PersonaQuery
+from .cluster_checks import IndexChecks
+from .connect import client_distribution
 
 log = logging.getLogger(__name__)
 RETRY_STATUSES = (429, 503)
@@ -143,13 +145,19 @@ class BulkReport:
     retried: int = 0
 
 
-class ClusterBackend:
+class ClusterBackend(IndexChecks):
     def __init__(self, transport: Transport, cluster: Cluster, index: str, *, os_engine: str = "lucene"):
         self.transport = transport
         self.cluster = cluster
         self.index = index
         self.os_engine = os_engine
         self._pipelines: set[str] = set()
+
+    @classmethod
+    def from_client(cls, client: Any, index: str, *, os_engine: str = "lucene") -> ClusterBackend:
+        """Over your own elasticsearch-py or opensearch-py client; the cluster is asked what it is."""
+        transport = ClientTransport(client, client_distribution(client))
+        return cls(transport, detect(transport), index, os_engine=os_engine)
 
     @cached_property
     def dialect(self):
@@ -244,7 +252,8 @@ class ClusterBackend:
         if not chosen:
             return []
         if plan.keyword_scores is not None:
-            bm25 = {i: s for i, s, _, _ in dsl.parse_hits(self.transport.send(plan.keyword_scores(chosen)))}
+            answer = self.transport.send(plan.keyword_scores(chosen))
+            bm25 = {i: s * plan.keyword_scale for i, s, _, _ in dsl.parse_hits(answer)}
             for item in chosen:
                 components.setdefault(item, {})["bm25"] = bm25.get(item, 0.0)
         hits = []

@@ -68,3 +68,13 @@ def redact(url: str) -> str:
     host = parts.hostname or ""
     netloc = host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def client_distribution(client: Any) -> Distribution:
+    """Which engine an official client speaks to, from the client's package."""
+    module = type(client).__module__
+    if module.startswith("opensearchpy"):
+        return Distribution.OPENSEARCH
+    if module.startswith("elasticsearch"):
+        return Distribution.ELASTICSEARCH
+    raise TypeError(f"expected an elasticsearch-py or opensearch-py client, got {type(client).__name__}")

@@ -20,6 +20,19 @@ rejects_option = click.option(
     "--rejects", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="Where rejected lines go, with --skip-invalid [default: OUTPUT/rejects.jsonl].",
 )
+selection_options = [
+    click.option("--top-items", type=click.IntRange(min=1), default=None, help="Keep only the N most reviewed items."),
+    click.option("--min-reviews", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Keep only items with at least this many reviews with text."),
+    click.option("--max-reviews-per-item", type=click.IntRange(min=1), default=None,
+                 help="Keep at most this many reviews of each item (the first in the input)."),
+]
+
+
+def with_selection_options(f):
+    for option in reversed(selection_options):
+        f = option(f)
+    return f
 
 
 @cli.group()
@@ -42,7 +55,8 @@ def echo_report(report: ConvertReport, as_json: bool) -> None:
         f"interactions written to {report.output}"
     )
     skipped = {key: summary[key] for key in ("duplicates", "empty_texts", "unrated", "rejected", "items_without_text",
-                                             "interactions_dropped", "items_without_meta") if summary.get(key)}
+                                             "interactions_dropped", "items_without_meta", "items_not_selected",
+                                             "reviews_over_cap") if summary.get(key)}
     if skipped:
         click.echo("  " + ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in skipped.items()))
 
@@ -51,17 +65,21 @@ def echo_report(report: ConvertReport, as_json: bool) -> None:
 @click.argument("reviews", type=input_file)
 @click.option("--meta", type=input_file, default=None, help="Amazon metadata JSON lines (titles, categories…).")
 @out_option
+@with_selection_options
 @skip_invalid_option
 @rejects_option
 @json_option
-def convert_amazon_cmd(reviews, meta, out_dir, skip_invalid, rejects, as_json):
+def convert_amazon_cmd(reviews, meta, out_dir, top_items, min_reviews, max_reviews_per_item, skip_invalid, rejects,
+                       as_json):
     """Convert an Amazon review file (2014 or 2018+ release, .json or .json.gz).
 
-    Without --meta, item titles are "Item <asin>".
+    Without --meta, item titles are "Item <asin>". --top-items and --max-reviews-per-item
+    make a small slice to try things on: a line whose review is cut goes with its interaction.
     """
     reader = make_reader(skip_invalid, rejects, out_dir / "rejects.jsonl")
+    selection = Selection(top_items=top_items, min_reviews=min_reviews, max_reviews_per_item=max_reviews_per_item)
     try:
-        report = convert_amazon(reviews, out_dir, meta_path=meta, reader=reader)
+        report = convert_amazon(reviews, out_dir, meta_path=meta, reader=reader, selection=selection)
     finally:
         report_rejects(reader)
     echo_report(report, as_json)
@@ -70,17 +88,21 @@ def convert_amazon_cmd(reviews, meta, out_dir, skip_invalid, rejects, as_json):
 @data.command("convert-goodreads")
 @click.argument("reviews", nargs=-1, required=True, type=input_file)
 @out_option
+@with_selection_options
 @skip_invalid_option
 @rejects_option
 @json_option
-def convert_goodreads_cmd(reviews, out_dir, skip_invalid, rejects, as_json):
+def convert_goodreads_cmd(reviews, out_dir, top_items, min_reviews, max_reviews_per_item, skip_invalid, rejects,
+                          as_json):
     """Convert UCSD Goodreads review files (.json or .json.gz), merged into one dataset.
 
-    Rating 0 ("not rated") becomes no rating; titles are "Book <book_id>".
+    Rating 0 ("not rated") becomes no rating; titles are "Book <book_id>". --top-items and
+    --max-reviews-per-item as for convert-amazon.
     """
     reader = make_reader(skip_invalid, rejects, out_dir / "rejects.jsonl")
+    selection = Selection(top_items=top_items, min_reviews=min_reviews, max_reviews_per_item=max_reviews_per_item)
     try:
-        report = convert_goodreads(reviews, out_dir, reader=reader)
+        report = convert_goodreads(reviews, out_dir, reader=reader, selection=selection)
     finally:
         report_rejects(reader)
     echo_report(report, as_json)
@@ -89,11 +111,7 @@ def convert_goodreads_cmd(reviews, out_dir, skip_invalid, rejects, as_json):
 @data.command("convert-clothing")
 @click.argument("parquet", type=input_file)
 @out_option
-@click.option("--top-items", type=click.IntRange(min=1), default=None, help="Keep only the N most reviewed items.")
-@click.option("--min-reviews", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Keep only items with at least this many reviews with text.")
-@click.option("--max-reviews-per-item", type=click.IntRange(min=1), default=None,
-              help="Keep at most this many reviews of each item (first by row).")
+@with_selection_options
 @skip_invalid_option
 @rejects_option
 @json_option

@@ -18,6 +18,7 @@ class ClusterUnavailable(P4RError):
 
 ENGINES = ("embedded", "es", "opensearch")
 DEFAULT_ASSUMED = {Distribution.ELASTICSEARCH: "8.17.0", Distribution.OPENSEARCH: "2.19.0"}
+ASSUMED_TEXT = f"es {DEFAULT_ASSUMED[Distribution.ELASTICSEARCH]}, opensearch {DEFAULT_ASSUMED[Distribution.OPENSEARCH]}"
 
 
 def engine_options(f):
@@ -30,8 +31,11 @@ def engine_options(f):
         click.option("--insecure", is_flag=True, help="Do not verify TLS certificates (not recommended)."),
         click.option("--os-engine", type=click.Choice(["lucene", "faiss"]), default="lucene", show_default=True,
                      help="OpenSearch vector engine."),
-        click.option("--dry-run", is_flag=True, help="Contact no cluster: print every request as one JSON line."),
-        click.option("--assume-version", default=None, metavar="X.Y.Z", help="With --dry-run: the engine version."),
+        click.option("--dry-run", is_flag=True,
+                     help="Contact no cluster: print every request as one JSON line, for an assumed engine "
+                          f"version ({ASSUMED_TEXT}, unless --assume-version)."),
+        click.option("--assume-version", default=None, metavar="X.Y.Z",
+                     help=f"With --dry-run: the engine version to write requests for [default: {ASSUMED_TEXT}]."),
         click.option("--assume-license", type=click.Choice(["basic", "trial", "enterprise"]), default=None,
                      help="With --dry-run: the Elasticsearch licence [default: basic]."),
     ]
@@ -45,6 +49,7 @@ def open_cluster(engine, index_name, url, ca_certs, insecure, os_engine, dry_run
     if dry_run:
         version = parse_version(assume_version or DEFAULT_ASSUMED[distribution])
         licence = (assume_license or "basic") if distribution is Distribution.ELASTICSEARCH else None
+        assumption_notice(distribution, assume_version, assume_license)
         return ClusterBackend(DryRunTransport(click.echo), Cluster(distribution, version, licence), index_name, os_engine=os_engine)
     if not url:
         raise ConfigError(f"--engine {engine} needs --url (or P4R_URL)")
@@ -54,6 +59,15 @@ def open_cluster(engine, index_name, url, ca_certs, insecure, os_engine, dry_run
     if cluster.distribution is not distribution:
         raise ConfigError(f"{url} is {cluster}, not {distribution.value}")
     return ClusterBackend(transport, cluster, index_name, os_engine=os_engine)
+
+
+def assumption_notice(distribution: Distribution, assume_version: str | None, assume_license: str | None) -> None:
+    """Say on stderr what a dry run assumes for want of a cluster to ask."""
+    if assume_version is None:
+        click.echo(f"dry run: assuming {distribution.value} {DEFAULT_ASSUMED[distribution]}; "
+                   "pass --assume-version to change", err=True)
+    if assume_license is None and distribution is Distribution.ELASTICSEARCH:
+        click.echo("dry run: assuming the basic licence; pass --assume-license to change", err=True)
 
 
 def detect_or_explain(transport, settings: ConnectionSettings) -> Cluster:

@@ -134,6 +134,9 @@ def build(personas_path, engine, index_name, url, ca_certs, insecure, os_engine,
     """
     reader = make_reader(skip_invalid, rejects, Path(f"{index_name}.rejects.jsonl"))
     items = load_items(items_path, reader)[0] if items_path else None
+    if items_path is None:
+        click.echo("warning: no --items: titles will be the item ids, and items will have no categories or "
+                   "attributes, so --filter categories=… or attributes.…=… will match nothing", err=True)
     records = read_records(personas_path, reader)
     persona_vector = resolve_kind(persona_vector, reviews_path)
     review_texts = read_review_texts(persona_vector, reviews_path, reader)
@@ -143,7 +146,11 @@ def build(personas_path, engine, index_name, url, ca_certs, insecure, os_engine,
     tally: dict = {}
     vectors = {"persona_vector": persona_vector, "review_texts": review_texts, "evidence_prior": evidence_prior}
     if engine != "embedded":
-        docs = counted(build_documents(records, Encoder(model), items, **vectors), tally)
+        encoder = Encoder(model)
+        if not dry_run and backend.prepare_build(encoder.dim):  # a dry run cannot know what exists
+            click.echo(f"note: index {index_name} did not exist; created it with the p4r mapping "
+                       f"({encoder.dim}-d persona vectors)", err=True)
+        docs = counted(build_documents(records, encoder, items, **vectors), tally)
         failed = failed_docs or Path(f"{index_name}.failed.jsonl")
         write_to_cluster(backend, docs, partial=False, failed_docs=failed, chunk_size=chunk_size,
                          progress=progress and not dry_run, total=len(records), as_json=as_json, dry_run=dry_run)
@@ -216,7 +223,7 @@ def attach(personas_path, engine, index_name, url, ca_certs, insecure, os_engine
 @index_dir
 def repair(index_path):
     """Rebuild the vector index from the vectors kept in the store."""
-    rows = EmbeddedBackend(index_path, writable=True).repair()
+    rows = EmbeddedBackend(index_path, writable=True, create=False).repair()
     click.echo(f"rebuilt the vector index of {index_path}: {rows} persona vectors")
 
 
@@ -249,5 +256,5 @@ def info(index_path, as_json):
 @click.argument("item_ids", nargs=-1, required=True)
 def delete(index_path, item_ids):
     """Delete items and their personas."""
-    removed = EmbeddedBackend(index_path, writable=True).delete(list(item_ids))
+    removed = EmbeddedBackend(index_path, writable=True, create=False).delete(list(item_ids))
     click.echo(f"{removed} of {len(item_ids)} item(s) deleted")

@@ -40,6 +40,11 @@ def personas() -> None:
 @click.option("--items", "items_path", type=input_file, required=True, help="Items JSONL.")
 @click.option("--reviews", "reviews_path", type=input_file, required=True, help="Reviews JSONL.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Personas JSONL.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Only the first N items of --items (file order), to try a slice; a later run without it "
+                   "resumes, keeping these.")
+@click.option("--ignore-unknown-items", is_flag=True,
+              help="Skip reviews of items that are not in --items (a subset of the items with the full reviews).")
 @click.option("--generator", type=click.Choice(GENERATORS), default="extractive", show_default=True,
               help="extractive: clustering, no LLM; llm: any OpenAI-compatible endpoint (see the LLM options).")
 @embedding_model_option
@@ -69,8 +74,10 @@ def generate(**options):
     """
     output: Path = options["output"]
     reader = make_reader(options["skip_invalid"], options["rejects"], output.with_name(output.name + ".rejects.jsonl"))
-    catalog = load_catalog(options["items_path"], options["reviews_path"], reader)
+    catalog = load_catalog(options["items_path"], options["reviews_path"], reader, limit=options["limit"],
+                           ignore_unknown_items=options["ignore_unknown_items"])
     report_rejects(reader)
+    _note_ignored_reviews(catalog, options)
     encoder = Encoder(options["embedding_model"])
     gen, ledger = _generator(options, encoder)
     max_cost = options["max_cost"]
@@ -85,6 +92,8 @@ def generate(**options):
                "output": str(output), "seconds": round(time.monotonic() - started, 3), "generator": gen.info.model_dump()}
     if report.failed:
         summary["failed_items"] = str(failed_path)
+    if options["limit"] is not None:
+        summary["slice"] = {"limit": options["limit"], "items_in_file": len(catalog.items) + catalog.items_past_limit}
     if ledger is not None:
         summary["cost"] = ledger.to_dict()
     report_path = options["report_path"] or output.with_name(output.name + ".report.json")
@@ -93,6 +102,19 @@ def generate(**options):
     if report.failed or report.stopped:
         reason = report.stopped or f"{report.failed} item(s) failed; see {failed_path}"
         raise IncompleteRunError(f"{reason}; rerun the same command to finish (done items are kept)")
+
+
+def _note_ignored_reviews(catalog, options: dict) -> None:
+    if catalog.unknown_item_reviews:
+        click.echo(f"note: {catalog.unknown_item_reviews} review(s) of items not in {options['items_path']} "
+                   "ignored (--ignore-unknown-items)", err=True)
+
+
+def _slice_text(summary: dict) -> str:
+    if "slice" not in summary:
+        return ""
+    return (f" (a slice: the first {summary['items']} of {summary['slice']['items_in_file']} items, "
+            f"--limit {summary['slice']['limit']})")
 
 
 def _generator(options: dict, encoder: Encoder):
@@ -124,4 +146,4 @@ def _print_summary(summary: dict, report, ledger, *, as_json: bool) -> None:
         cost = summary["cost"]["cost_usd"]
         click.echo(f"total cost: {'unpriced' if cost is None else f'${cost:.4f}'}", err=True)
     click.echo(f"{report.generated} item(s) generated ({report.personas} personas), {report.skipped} already done, "
-               f"{report.failed} failed, written to {summary['output']}")
+               f"{report.failed} failed, written to {summary['output']}{_slice_text(summary)}")

@@ -12,11 +12,11 @@ from ..encoder import Encoder
 from ..errors import ConfigError, NotFoundError
 from ..models import Hit, Review
 from ..profile import PROFILE_SOURCES, ProfileConfig
-from ..query import Fusion, Mode, parse_filters
-from ..recommend import Explanation, Recommender, SearchOptions, UserInput
+from ..recommend import RANK_LIMIT, Explanation, Recommendation, Recommender, Skipped, UserInput
 from .app import cli
 from .engines import engine_options, open_backend
 from .options import input_file, json_option, make_reader, model_option, report_rejects, skip_invalid_option
+from .search_options import search_options
 
 
 def user_options(f):
@@ -63,14 +63,36 @@ def user_input(user_id, interactions_path, history, user_text, backend, skip_inv
         if interactions_path is None:
             raise ConfigError("--user needs --interactions")
         reader = make_reader(skip_invalid, None, interactions_path.with_name(interactions_path.name + ".rejects.jsonl"))
-        known = set(backend.item_ids()) if hasattr(backend, "item_ids") else None  # a cluster is not listed
-        by_user = load_interactions(interactions_path, reader, known)
+        # items the index lacks are not an error here: the Recommender skips the asked user's, and says so
+        by_user = load_interactions(interactions_path, reader)
         report_rejects(reader)
         if user_id not in by_user:
             raise NotFoundError(f"user {user_id!r} has no interactions in {interactions_path}")
         return UserInput(history=tuple(i.item_id for i in by_user[user_id]), text=user_text, reviews=reviews or {})
     ids = tuple(i.strip() for i in (history or "").split(",") if i.strip())
     return UserInput(history=ids, text=user_text, reviews=reviews or {})
+
+
+def refuse_history_in_dry_run(dry_run: bool, user_id, history) -> None:
+    """A history profile is made of the cluster's persona vectors, which a dry run cannot read."""
+    if dry_run and (user_id or history):
+        raise ConfigError("a dry run needs --text instead of --user/--history: it contacts no cluster, and a "
+                          "history profile is made of the persona vectors stored there")
+
+
+def tell(skipped: Skipped, why_empty: tuple[str, ...] = ()) -> None:
+    """On stderr: what the index lacked, and why nothing came back."""
+    for what, ids in (("history item", skipped.history), ("candidate", skipped.candidates)):
+        if ids:
+            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            click.echo(f"note: skipped {len(ids)} {what}(s) not in the index: {shown}", err=True)
+    for reason in why_empty:
+        click.echo(f"note: no results: {reason}", err=True)
+
+
+def report_json(report: Recommendation) -> dict:
+    skipped = {"history": list(report.skipped.history), "candidates": list(report.skipped.candidates)}
+    return {"skipped": skipped, "why_empty": list(report.why_empty)}
 
 
 def make_recommender(engine_args, model, last_n, gamma, profile_text_weight, profile_source="items"):
@@ -88,39 +110,25 @@ def make_recommender(engine_args, model, last_n, gamma, profile_text_weight, pro
 @cli.command()
 @engine_options
 @user_options
-@click.option("--query", "keywords", default=None, help="Keywords: BM25 over persona text, fused with the profile (hybrid).")
-@click.option("-k", type=int, default=10, show_default=True, help="How many items.")
-@click.option("--num-candidates", type=int, default=100, show_default=True, help="Items considered per retriever.")
-@click.option("--mode", type=click.Choice([m.value for m in Mode if m is not Mode.HYBRID]), default="knn", show_default=True)
-@click.option("--fusion", type=click.Choice([f.value for f in Fusion]), default="linear", show_default=True)
-@click.option("--vector-weight", type=float, default=0.5, show_default=True)
-@click.option("--text-weight", type=float, default=0.5, show_default=True)
-@click.option("--filter", "filters", multiple=True, metavar="FIELD=VALUE", help="categories=…, item_id=… or attributes.NAME=… (repeatable).")
-@click.option("--candidates", default=None, metavar="ID,ID,…", help="Rerank only these items, scored exactly (the paper's setting).")
-@click.option("--candidate-weight", type=click.FloatRange(0, 1), default=None,
-              help="Fuse --candidates' order (your ranking, best first) with the persona score: "
-                   "(1 - W) * rank part + W * persona part. `p4r eval loo` reports the W to start with.")
-@click.option("--include-seen", is_flag=True, help="Allow items from the user's history.")
+@search_options
 @json_option
-def recommend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight,
-              profile_source, reviews_path, model, skip_invalid, keywords, k, num_candidates, mode, fusion, vector_weight,
-              text_weight, filters, candidates, candidate_weight, include_seen, as_json):
+def recommend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, user_id,
+              interactions_path, history, user_text, last_n, gamma, profile_text_weight, profile_source, reviews_path,
+              model, skip_invalid, search, as_json):
     """Recommend items for a user, each explained by its best-matching persona."""
+    refuse_history_in_dry_run(dry_run, user_id, history)
     engine_args = (engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license)
     backend, recommender = make_recommender(engine_args, model, last_n, gamma, profile_text_weight, profile_source)
     reviews = user_reviews(user_id, reviews_path, profile_source, skip_invalid)
     user = user_input(user_id, interactions_path, history, user_text, backend, skip_invalid, reviews)
-    options = SearchOptions(
-        k=k, num_candidates=num_candidates, mode=Mode(mode), keywords=keywords, fusion=fusion,
-        vector_weight=vector_weight, text_weight=text_weight, filters=parse_filters(filters),
-        candidate_ids=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
-        candidate_weight=candidate_weight, include_seen=include_seen,
-    )
-    hits = recommender.recommend(user, options)
+    report = recommender.recommend_with_report(user, search, diagnose=not dry_run)
+    hits = report.hits
     if dry_run:
         return
+    tell(report.skipped, report.why_empty)
     if as_json:
-        click.echo(json.dumps({"user": user_id, "history": list(user.history), "hits": [h.model_dump(mode="json") for h in hits]}))
+        click.echo(json.dumps({"user": user_id, "history": list(user.history), "hits": [h.model_dump(mode="json") for h in hits],
+                               **report_json(report)}))
         return
     click.echo(f"{len(hits)} recommendation(s){f' for {user_id}' if user_id else ''}:")
     for rank, hit in enumerate(hits, start=1):
@@ -135,11 +143,14 @@ def recommend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, a
 def explain(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, user_id, interactions_path, history, user_text, last_n, gamma, profile_text_weight,
             profile_source, reviews_path, model, skip_invalid, item_id, as_json):
     """Explain why ITEM suits this user: its personas by similarity, and the history behind the match."""
+    if dry_run:
+        raise ConfigError("explain reads the item's persona vectors from the cluster, so it has no --dry-run")
     engine_args = (engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license)
     backend, recommender = make_recommender(engine_args, model, last_n, gamma, profile_text_weight, profile_source)
     reviews = user_reviews(user_id, reviews_path, profile_source, skip_invalid)
     user = user_input(user_id, interactions_path, history, user_text, backend, skip_invalid, reviews)
     explanation = recommender.explain(user, item_id)
+    tell(Skipped(history=tuple(explanation.skipped_history)))
     click.echo(explanation.model_dump_json() if as_json else format_explanation(explanation))
 
 
@@ -148,11 +159,16 @@ def wrap(text: str, indent: str = "     ") -> str:
 
 
 def format_scores(hit: Hit) -> str:
-    return ", ".join(f"{k} {v:.0f}" if k == "candidate_rank" else f"{k} {v:.3f}" for k, v in hit.scores.items())
+    return ", ".join(f"{k} {v:.0f}" if k == "candidate_rank" else f"{k} {number(v)}" for k, v in hit.scores.items())
+
+
+def number(value: float) -> str:
+    """Three decimals, or four significant digits below 0.1, where RRF scores (about 1/60) live."""
+    return f"{value:.3f}" if value == 0 or abs(value) >= 0.1 else f"{value:.4g}"
 
 
 def format_hit(rank: int, hit: Hit) -> str:
-    lines = [f"{rank:>2}. {hit.title} [{hit.item_id}]  score {hit.score:.3f}  ({format_scores(hit)})"]
+    lines = [f"{rank:>2}. {hit.title} [{hit.item_id}]  score {number(hit.score)}  ({format_scores(hit)})"]
     if hit.persona:
         lines.append(wrap(f"persona: {hit.persona.name} ({hit.persona.support:.0%} of reviews): {hit.persona.description}"))
     if hit.evidence:
@@ -160,8 +176,18 @@ def format_hit(rank: int, hit: Hit) -> str:
     return "\n".join(lines)
 
 
+def rank_line(e: Explanation) -> str:
+    """Where the item ranks among what could be recommended: the unseen items."""
+    if e.in_history:
+        return (f"not ranked: excluded as seen (it is in the user's history; {e.catalog_size} items, "
+                f"{e.seen} seen)")
+    of = f"{e.catalog_size - e.seen} unseen items ({e.catalog_size} items, {e.seen} seen)" if e.seen else \
+        f"{e.catalog_size} items"
+    return f"rank {e.rank} of {of}" if e.rank else f"not in the top {RANK_LIMIT} of {of}"
+
+
 def format_explanation(e: Explanation) -> str:
-    rank = f"rank {e.rank} of {e.catalog_size}" if e.rank else f"not in the top 1000 of {e.catalog_size}"
+    rank = rank_line(e)
     lines = [f"{e.hit.title} [{e.hit.item_id}]: score {e.hit.score:.3f}, {rank}", "", "Personas, best match first:"]
     lines += [f"  {s.cosine:+.3f}  {s.persona.name} ({s.persona.support:.0%} of reviews)" for s in e.persona_scores]
     best = e.persona_scores[0].persona

@@ -46,6 +46,16 @@ TABLE: dict[str, Capability] = {
                              source=ES_DOCS + "8.11/knn-search.html#nested-knn-search"),
     "int8_hnsw": Capability(ES, (8, 12, 0), None, "int8_hnsw index options need Elasticsearch 8.12",
                             "p4r maps plain hnsw on 8.11", source=ES_DOCS + "8.12/dense-vector.html (int8_hnsw, 8.12)"),
+    # the `knn` query (not the top-level section) can sit in a team's own bool: a nested query around it, its
+    # `filter` over the item's fields a pre-filter (query-dsl-knn-query, "Knn query inside a nested query")
+    "knn_query": Capability(ES, (8, 12, 0), None, "the knn query (a clause inside your own bool) needs 8.12",
+                            "use the top-level knn section (PersonaClauses.knn_section), or upgrade",
+                            source="https://github.com/elastic/elasticsearch/pull/98916; "
+                                   + ES_DOCS + "8.12/query-dsl-knn-query.html"),
+    # without k the knn query keeps num_candidates per shard (k = size from #118774, backported to 8.x)
+    "knn_query_k": Capability(ES, (8, 15, 0), None, "the knn query's k needs 8.15",
+                              "the clause keeps num_candidates items per shard; filter inside it",
+                              source="https://github.com/elastic/elasticsearch/pull/110233"),
     "knn_multiple_inner_hits": Capability(ES, (8, 13, 0), None, "several inner hits per kNN result need 8.13",
                                           "ask for one persona per item",
                                           source=ES_DOCS + "8.13/knn-search.html#nested-knn-search"),
@@ -102,6 +112,13 @@ TABLE: dict[str, Capability] = {
     "score_ranker_weights": Capability(OS, (3, 1, 0), None, "weighted RRF in the score ranker needs OpenSearch 3.1",
                                        "p4r fuses weighted RRF client-side", plugin="opensearch-neural-search",
                                        source=OS_DOCS + "search-plugins/search-pipelines/score-ranker-processor/"),
+    # new indices score with Lucene's BM25Similarity, whose numerator lost the k1 + 1 factor (LUCENE-8563); 2.x and
+    # Elasticsearch keep LegacyBM25Similarity. Measured on the same personas: 3.5.0 gave 0.45-0.48x of 2.19.1's,
+    # 8.19.0's and tantivy's BM25 (tests/test_live_team_requests.py); p4r multiplies by 1 + k1 to compare them
+    "bm25_without_k1_plus_1": Capability(OS, (3, 0, 0), None, "BM25 scores lost the k1 + 1 factor in OpenSearch 3.0",
+                                         "p4r scales them back by 1 + k1 (2.2)",
+                                         source="https://github.com/opensearch-project/OpenSearch/issues/17315; "
+                                                "run on OpenSearch 3.5.0 and 2.19.1"),
     # -- both ----------------------------------------------------------------------------------------------
     # exact scoring and every plan's stage 2 are painless script_score: a node without the module answers 400
     "painless": Capability(None, (0, 0, 0), None,

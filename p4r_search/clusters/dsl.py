@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..documents import ItemDocument
 from ..models import EvidenceSnippet, Hit, MatchedPersona
-from ..query import PersonaQuery
+from ..query import Mode, PersonaQuery
 from .model import Request
 
 PATH = "personas"
@@ -102,30 +102,32 @@ def bulk_lines(index: str, docs: Iterable[ItemDocument], *, partial: bool) -> li
 
 def filter_clauses(query: PersonaQuery, item_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Item-level filters. `item_id` is the document id; other fields are matched as keywords (`terms`)."""
-    clauses: list[dict[str, Any]] = []
-    for field, values in query.filters.items():
-        if field == "item_id":
-            clauses.append({"ids": {"values": list(values)}})
-        else:
-            clauses.append({"terms": {field: list(values)}})
+    clauses = field_filters(query.filters)
     ids = list(item_ids) if item_ids is not None else query.candidate_ids
     if ids is not None:
         clauses.append({"ids": {"values": list(ids)}})
     return clauses
 
 
+def field_filters(filters: Mapping[str, Iterable[str]]) -> list[dict[str, Any]]:
+    return [{"ids": {"values": list(values)}} if field == "item_id" else {"terms": {field: list(values)}}
+            for field, values in filters.items()]
+
+
 def exclusions(query: PersonaQuery) -> list[dict[str, Any]]:
     return [{"ids": {"values": sorted(query.exclude_ids)}}] if query.exclude_ids else []
 
 
-def inner_hits(size: int = 1) -> dict[str, Any]:
-    return {"size": size, "_source": {"includes": [f"{PATH}.{f}" for f in PERSONA_FIELDS]}}
+def inner_hits(size: int = 1, name: str | None = None) -> dict[str, Any]:
+    """The best persona of each hit (its `_source` without the vector). Named `name`, else by the path."""
+    named = {"name": name} if name else {}
+    return {**named, "size": size, "_source": {"includes": [f"{PATH}.{f}" for f in PERSONA_FIELDS]}}
 
 
-def nested(query: dict[str, Any], *, with_inner_hits: bool) -> dict[str, Any]:
+def nested(query: dict[str, Any], *, with_inner_hits: bool, name: str | None = None) -> dict[str, Any]:
     clause: dict[str, Any] = {"path": PATH, "score_mode": "max", "query": query}
     if with_inner_hits:
-        clause["inner_hits"] = inner_hits()
+        clause["inner_hits"] = inner_hits(name=name)
     return {"nested": clause}
 
 
@@ -146,18 +148,29 @@ def bm25_of(index: str, query: PersonaQuery):
 
     def request(ids) -> Request:
         ids = tuple(ids)
-        return bm25_search(index, replace(query, candidate_ids=ids, k=max(1, len(ids)), num_candidates=max(1, len(ids))))
+        return bm25_search(index, replace(query, mode=Mode.HYBRID, candidate_ids=ids, k=max(1, len(ids)),
+                                          num_candidates=max(1, len(ids))))
 
     return request
+
+
+def rescore_section(score_clause: dict[str, Any], window: int, query_weight: float,
+                    persona_weight: float) -> dict[str, Any]:
+    """A search body's `rescore`: each of the top `window` hits (per shard) of the main query gets
+    `query_weight * its score + persona_weight * score_clause's score` (score_mode total)."""
+    return {"window_size": window, "query": {"rescore_query": score_clause, "query_weight": query_weight,
+                                             "rescore_query_weight": persona_weight, "score_mode": "total"}}
 
 
 def bool_query(must: list[dict[str, Any]], query: PersonaQuery, item_ids: Iterable[str] | None = None) -> dict[str, Any]:
     return {"bool": {"must": must, **_restrictions(query, item_ids)}}
 
 
-def parent_filter(query: PersonaQuery) -> dict[str, Any] | None:
-    """The item filters and exclusions alone, as one `bool` (None when there are none)."""
+def parent_filter(query: PersonaQuery, extra: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
+    """The item filters and exclusions (and `extra` filter clauses) as one `bool`; None when there are none."""
     restrictions = _restrictions(query, None)
+    if extra:
+        restrictions["filter"] = [*restrictions.get("filter", []), *extra]
     return {"bool": restrictions} if restrictions else None
 
 
@@ -178,13 +191,20 @@ def parse_hits(response: Mapping[str, Any]) -> list[tuple[str, float, dict[str, 
     """(item id, score, source, best persona source or None) per hit."""
     out = []
     for hit in response.get("hits", {}).get("hits", []):
-        persona = None
-        inner = hit.get("inner_hits", {}).get(PATH, {}).get("hits", {}).get("hits", [])
-        if inner:
-            persona = inner[0].get("_source", {})
-            persona = persona.get(PATH, persona) if isinstance(persona.get(PATH), dict) else persona
+        best = best_inner_hit(hit, PATH)
+        persona = persona_source(best) if best else None
         out.append((hit["_id"], float(hit.get("_score") or 0.0), hit.get("_source") or {}, persona))
     return out
+
+
+def best_inner_hit(hit: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    inner = hit.get("inner_hits", {}).get(name, {}).get("hits", {}).get("hits", [])
+    return inner[0] if inner else None
+
+
+def persona_source(inner: Mapping[str, Any]) -> dict[str, Any]:
+    persona = inner.get("_source", {})
+    return persona.get(PATH, persona) if isinstance(persona.get(PATH), dict) else persona
 
 
 def to_hit(item_id: str, title: str, score: float, scores: dict[str, float], persona: dict[str, Any] | None,

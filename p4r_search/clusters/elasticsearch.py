@@ -9,7 +9,7 @@ from ..query import Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import require, supports, vector_score_to_cosine
 from .model import Cluster, Request
-from .plan import Proposal, SearchPlan, exact_plan
+from .plan import Proposal, SearchPlan, exact_plan, rescore_plan
 
 EXACT_SCRIPT = "cosineSimilarity(params.query_value, 'personas.vector') + 1.0"
 
@@ -39,15 +39,19 @@ def put_mapping(index: str, dim: int, quantized: bool = True) -> Request:
     return Request("PUT", f"/{index}/_mapping", {"properties": properties})
 
 
-def exact_search(index: str, query: PersonaQuery, size: int, item_ids: Sequence[str] | None) -> Request:
+def exact_clause(query: PersonaQuery, *, with_inner_hits: bool = True) -> dict[str, Any]:
+    """Every persona of an item scored exactly (1 + cosine, painless), the item scored by its best one."""
     score = {
         "script_score": {
             "query": {"match_all": {}},
             "script": {"source": EXACT_SCRIPT, "params": {"query_value": dsl.vector_param(query)}},
         }
     }
-    body = {"size": size, "query": dsl.bool_query([dsl.nested(score, with_inner_hits=True)], query, item_ids),
-            "_source": ["title"]}
+    return dsl.nested(score, with_inner_hits=with_inner_hits)
+
+
+def exact_search(index: str, query: PersonaQuery, size: int, item_ids: Sequence[str] | None) -> Request:
+    body = {"size": size, "query": dsl.bool_query([exact_clause(query)], query, item_ids), "_source": ["title"]}
     return Request("POST", f"/{index}/_search", body)
 
 
@@ -64,6 +68,20 @@ def knn_clause(query: PersonaQuery) -> dict[str, Any]:
     if filters:
         knn["filter"] = filters
     return knn
+
+
+def knn_query(cluster: Cluster, query: PersonaQuery, extra_filters: Sequence[dict[str, Any]] = (), *,
+              with_inner_hits: bool = True) -> dict[str, Any]:
+    """The `knn` query (8.12+) inside a `nested` query: a clause for a `bool`, unlike the top-level `knn` section.
+    Its `filter` holds the item filters, exclusions and `extra_filters` on item fields: pre-filters, so the
+    nearest *matching* items are found. Before 8.15 it has no `k`: it then keeps `num_candidates` per shard."""
+    require(cluster, "knn_query")
+    knn = knn_clause(query)
+    if not supports(cluster, "knn_query_k"):
+        del knn["k"]
+    if extra_filters:
+        knn["filter"] = [*knn.get("filter", []), *extra_filters]
+    return dsl.nested({"knn": knn}, with_inner_hits=with_inner_hits)
 
 
 def vector_proposal(index: str, cluster: Cluster, query: PersonaQuery) -> Proposal:
@@ -109,6 +127,8 @@ def search_plan(index: str, cluster: Cluster, query: PersonaQuery) -> SearchPlan
         return exact_plan(exact_search(index, query, query.k, None), rescore)
     if query.mode is Mode.KNN:
         return SearchPlan([vector_proposal(index, cluster, query)], rescore)
+    if query.mode is Mode.RESCORE:
+        return rescore_plan(index, query, exact_clause(query, with_inner_hits=False), rescore)
     if fused := fused_retriever(index, cluster, query):
         return SearchPlan([fused], rescore, keyword_scores=dsl.bm25_of(index, query))
     return SearchPlan([vector_proposal(index, cluster, query), Proposal("bm25", dsl.bm25_search(index, query))], rescore)

@@ -16,9 +16,10 @@ from ..query import Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import require, supports, vector_score_to_cosine
 from .model import Cluster, Request
-from .plan import Proposal, SearchPlan, exact_plan
+from .plan import Proposal, SearchPlan, exact_plan, rescore_plan
 
 ENGINES = ("lucene", "faiss")
+BM25_K1 = 1.2  # the default of both BM25 similarities
 EXACT_SCRIPT = "cosineSimilarity(params.query_value, doc[params.field]) + 1.0"
 
 
@@ -51,7 +52,8 @@ def put_mapping(index: str, dim: int, engine: str = "lucene") -> Request:
     return Request("PUT", f"/{index}/_mapping", {"properties": properties})
 
 
-def exact_search(index: str, query: PersonaQuery, size: int, item_ids: Sequence[str] | None) -> Request:
+def exact_clause(query: PersonaQuery, *, with_inner_hits: bool = True) -> dict[str, Any]:
+    """Every persona of an item scored exactly (1 + cosine, painless), the item scored by its best one."""
     score = {
         "script_score": {
             "query": {"match_all": {}},
@@ -62,12 +64,16 @@ def exact_search(index: str, query: PersonaQuery, size: int, item_ids: Sequence[
             },
         }
     }
-    body = {"size": size, "query": dsl.bool_query([dsl.nested(score, with_inner_hits=True)], query, item_ids),
-            "_source": ["title"]}
+    return dsl.nested(score, with_inner_hits=with_inner_hits)
+
+
+def exact_search(index: str, query: PersonaQuery, size: int, item_ids: Sequence[str] | None) -> Request:
+    body = {"size": size, "query": dsl.bool_query([exact_clause(query)], query, item_ids), "_source": ["title"]}
     return Request("POST", f"/{index}/_search", body)
 
 
-def knn_clause(cluster: Cluster, query: PersonaQuery, *, with_inner_hits: bool) -> dict[str, Any]:
+def knn_clause(cluster: Cluster, query: PersonaQuery, extra_filters: Sequence[dict[str, Any]] = (), *,
+               with_inner_hits: bool) -> dict[str, Any]:
     require(cluster, "os_knn_query")
     knn: dict[str, Any] = {"vector": dsl.vector_param(query), "k": query.num_candidates}
     if supports(cluster, "knn_method_parameters"):
@@ -76,7 +82,7 @@ def knn_clause(cluster: Cluster, query: PersonaQuery, *, with_inner_hits: bool) 
         knn["method_parameters"] = {"ef_search": dsl.search_breadth(query)}
     if supports(cluster, "expand_nested_docs"):
         knn["expand_nested_docs"] = True  # score every persona of a matched item, so max is over all of them
-    if knn_filter := dsl.parent_filter(query):
+    if knn_filter := dsl.parent_filter(query, extra_filters):
         # inside the knn, so that it finds the k nearest *matching* items: as a bool filter around it, it
         # would find k items and drop the ones that do not match (a post-filter)
         require(cluster, "knn_nested_filter")
@@ -157,10 +163,19 @@ def search_plan(index: str, cluster: Cluster, query: PersonaQuery, engine: str =
         return exact_plan(exact_search(index, query, query.k, None), rescore)
     if query.mode is Mode.KNN:
         return SearchPlan([vector_proposal(index, cluster, query, engine)], rescore)
+    if query.mode is Mode.RESCORE:
+        return rescore_plan(index, query, exact_clause(query, with_inner_hits=False), rescore, keyword_scale(cluster))
     if query.candidate_ids is not None or not server_side_fusion(cluster, query):
         # candidates are scored exactly; weighted RRF, or a cluster without the processor: fused client-side
-        return SearchPlan([vector_proposal(index, cluster, query, engine), Proposal("bm25", dsl.bm25_search(index, query))],
-                          rescore)
+        scale = keyword_scale(cluster)
+        bm25 = Proposal("bm25", dsl.bm25_search(index, query), lambda s: s * scale)
+        return SearchPlan([vector_proposal(index, cluster, query, engine), bm25], rescore, keyword_scale=scale)
     name, body = search_pipeline(cluster, query)
     return SearchPlan([hybrid_proposal(index, cluster, query, name)], rescore,
-                      setup=[Request("PUT", f"/_search/pipeline/{name}", body)], keyword_scores=dsl.bm25_of(index, query))
+                      setup=[Request("PUT", f"/_search/pipeline/{name}", body)], keyword_scores=dsl.bm25_of(index, query),
+                      keyword_scale=keyword_scale(cluster))
+
+
+def keyword_scale(cluster: Cluster) -> float:
+    """OpenSearch 3.x scores BM25 without Lucene's old k1 + 1 factor (2.2 at k1 = 1.2): scale it back."""
+    return 1.0 + BM25_K1 if supports(cluster, "bm25_without_k1_plus_1") else 1.0

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import fusion
 from ..query import Fusion, PersonaQuery
+from . import dsl
 from .model import Request
 
 
@@ -32,6 +34,8 @@ class SearchPlan:
     final_is_exact: bool = False  # stage 1 already scored exactly (exact mode): no rescoring needed
     # server-side fusion returns only the fused score: this asks for the chosen items' BM25 component
     keyword_scores: Callable[[Sequence[str]], Request] | None = None
+    # BM25 to the embedded engine's scale (Lucene's BM25 before it dropped the k1 + 1 factor): 2.2 on OpenSearch 3.x
+    keyword_scale: float = 1.0
 
     def requests(self, item_ids_for_rescore: Sequence[str] = ("<ids from stage 1>",)) -> list[Request]:
         """Every request, in order, for --dry-run."""
@@ -62,3 +66,19 @@ def choose(query: PersonaQuery, lists: dict[str, dict[str, float]]) -> tuple[lis
     else:
         fused = fusion.linear([vector, bm25], weights)
     return fusion.ranked(fused)[: query.k], {i: {"bm25": bm25.get(i, 0.0), "fused": fused[i]} for i in fused}
+
+
+def rescore_plan(index: str, query: PersonaQuery, score_clause: dict[str, Any],
+                 rescore: Callable[[Sequence[str]], Request], keyword_scale: float = 1.0) -> SearchPlan:
+    """Rescore mode: BM25 over persona text (filters applied) finds the window, the exact persona score
+    reranks it on the server. The script scores 1 + cosine, so the fused score is brought back by
+    subtracting `vector_weight`; inner hits in a rescore query are not returned (issue 13's reading of the
+    engines), so the best persona comes from the plan's exact request for the chosen items. `keyword_scale`
+    brings the cluster's BM25 to the embedded engine's scale inside the query weight."""
+    section = dsl.rescore_section(score_clause, query.num_candidates, query.text_weight * keyword_scale,
+                                  query.vector_weight)
+    body = {"size": query.k, "query": dsl.bool_query([dsl.bm25_clause(query.text or "")], query), "rescore": section,
+            "_source": False}
+    offset = query.vector_weight
+    return SearchPlan([Proposal("fused", Request("POST", f"/{index}/_search", body), lambda s: s - offset)], rescore,
+                      keyword_scores=dsl.bm25_of(index, query), keyword_scale=keyword_scale)

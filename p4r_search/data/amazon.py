@@ -34,6 +34,7 @@ from .common import (
     to_number,
     write_dataset,
 )
+from .selection import Selection
 
 REVIEW_TIME_FORMAT = "%m %d, %Y"
 META_ATTRIBUTES = ("brand", "main_cat", "price")
@@ -83,6 +84,7 @@ def convert_amazon(
     *,
     meta_path: str | os.PathLike[str] | None = None,
     reader: LineReader | None = None,
+    selection: Selection | None = None,
 ) -> ConvertReport:
     reader = reader or LineReader()
     report = ConvertReport()
@@ -97,6 +99,6 @@ def convert_amazon(
         return meta.get(item_id) or Item(item_id=item_id, title=placeholder_title(item_id))
 
     records = convert_lines(reviews_path, reader, to_record, report)
-    write_dataset(Path(out_dir), report, records, make_item, before_items=load_meta)
+    write_dataset(Path(out_dir), report, records, make_item, before_items=load_meta, selection=selection)
     report.rejected = reader.rejects.count
     return report

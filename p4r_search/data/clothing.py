@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +24,10 @@ from ..errors import ConfigError, InputError
 from ..io import LineReader, to_json_line
 from ..models import Item, Review
 from .common import ConvertReport, clean_text, reason_of, title_and_text
+from .selection import Selection
 
 COLUMNS = ("Clothing ID", "Title", "Review Text", "Rating", "Division Name", "Department Name", "Class Name")
 CATEGORY_COLUMNS = (("division", "Division Name"), ("department", "Department Name"), ("class", "Class Name"))
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which items and reviews to keep: the `top_items` most reviewed (all when None) among those with at
-    least `min_reviews` reviews with text, and at most `max_reviews_per_item` of each (first by row)."""
-
-    top_items: int | None = None
-    min_reviews: int = 1
-    max_reviews_per_item: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("top_items", "max_reviews_per_item", "min_reviews"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be at least 1, got {value}")
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -97,12 +81,13 @@ def select(by_item: dict[str, list[tuple[dict[str, Any], Review]]], selection: S
 def convert_clothing(
     path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    selection: Selection = Selection(),
+    selection: Selection | None = None,
     *,
     reader: LineReader | None = None,
 ) -> ConvertReport:
     """Write items.jsonl and reviews.jsonl; a bad row is an InputError naming the row (0-based, as in the review ids)."""
     path, out = Path(path), Path(out_dir)
+    selection = selection or Selection()
     reader = reader or LineReader()
     report = ConvertReport()
     by_item: dict[str, list[tuple[dict[str, Any], Review]]] = defaultdict(list)

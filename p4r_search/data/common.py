@@ -13,7 +13,7 @@ import ast
 import gzip
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..io import LineReader, describe_validation_error, to_json_line
 from ..io import parse_object as io_parse_object
 from ..models import Interaction, Item, Review
+from .selection import Selection, cut_reviews, select_items
 
 GZIP_MAGIC = b"\x1f\x8b"
 OUTPUT_FILES = ("items.jsonl", "reviews.jsonl", "interactions.jsonl")
@@ -52,6 +53,8 @@ class ConvertReport:
     items_without_text: int = 0
     interactions_dropped: int = 0
     items_without_meta: int | None = None  # formats with a metadata file only
+    items_not_selected: int | None = None  # with a Selection: items left out by --top-items / --min-reviews
+    reviews_over_cap: int | None = None  # with a Selection: reviews of kept items past --max-reviews-per-item
     output: str = ""
 
 
@@ -196,7 +199,7 @@ class DatasetWriter:
         self._pairs: set[tuple[str, str]] = set()
         self._review_ids: set[str] = set()
         self.items_seen: dict[str, None] = {}  # insertion-ordered
-        self.items_with_text: set[str] = set()
+        self.items_with_text: dict[str, int] = {}  # item id → reviews with text written
 
     def add(self, record: Record) -> None:
         interaction, review = record.interaction, record.review
@@ -212,7 +215,7 @@ class DatasetWriter:
             self.report.empty_texts += 1
             return
         self._review_ids.add(review.review_id)
-        self.items_with_text.add(review.item_id)
+        self.items_with_text[review.item_id] = self.items_with_text.get(review.item_id, 0) + 1
         self._reviews.write(to_json_line(review))
         self.report.reviews += 1
 
@@ -223,13 +226,15 @@ def write_dataset(
     records: Iterable[Record],
     make_item: Callable[[str], Item],
     before_items: Callable[[set[str]], None] = lambda ids: None,
+    selection: Selection | None = None,
 ) -> ConvertReport:
     """Stream `records` into OUT_DIR's items, reviews and interactions JSONL.
 
     Items are written at the end, only those with at least one review text (an item without text can have
     no personas, and the catalog loader refuses it); interactions on other items are dropped and counted, so
     the three files are always consistent. `before_items` sees the ids of the items that will be written
-    (to read their metadata) before `make_item` is called for each.
+    (to read their metadata) before `make_item` is called for each. A `selection` keeps only its items and
+    caps their reviews; a review cut by the cap takes its interaction along, as if its line were not in the input.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = {name: out_dir / f".{name}.tmp" for name in OUTPUT_FILES}
@@ -242,13 +247,17 @@ def write_dataset(
                 writer.add(record)
         kept = [item_id for item_id in writer.items_seen if item_id in writer.items_with_text]
         report.items_without_text = len(writer.items_seen) - len(kept)
+        cut: set[tuple[str, str]] = set()
+        if selection is not None and selection.active:
+            kept, cut = apply_selection(selection, kept, writer.items_with_text, tmp["reviews.jsonl"], report)
         before_items(set(kept))
         with open(tmp["items.jsonl"], "w", encoding="utf-8") as fh:
             fh.writelines(to_json_line(make_item(item_id)) for item_id in kept)
         report.items = len(kept)
-        report.interactions, report.interactions_dropped = keep_interactions_on(tmp["interactions.jsonl"], set(kept))
+        report.interactions, report.interactions_dropped = keep_interactions_on(tmp["interactions.jsonl"], set(kept),
+                                                                                cut)
     except BaseException:
-        for path in [*tmp.values(), kept_path(tmp["interactions.jsonl"])]:
+        for path in [*tmp.values(), *(kept_path(tmp[name]) for name in ("interactions.jsonl", "reviews.jsonl"))]:
             path.unlink(missing_ok=True)  # files of an earlier successful run stay as they were
         raise
     for name, path in tmp.items():
@@ -257,17 +266,30 @@ def write_dataset(
     return report
 
 
+def apply_selection(selection: Selection, items: list[str], review_counts: dict[str, int], reviews_path: Path,
+                    report: ConvertReport) -> tuple[list[str], set[tuple[str, str]]]:
+    """The selected items, and the (user, item) pairs whose reviews the cap cut; the reviews file is cut to the
+    selected items' reviews, capped, and the report says what went."""
+    selected = select_items(items, review_counts, selection)
+    report.items_not_selected = len(items) - len(selected)
+    report.reviews, cut = cut_reviews(reviews_path, set(selected), selection.max_reviews_per_item)
+    report.reviews_over_cap = len(cut)
+    return selected, cut
+
+
 def kept_path(path: Path) -> Path:
     return path.with_name(path.name + ".kept")
 
 
-def keep_interactions_on(path: Path, items: set[str]) -> tuple[int, int]:
-    """Rewrite the interactions file keeping only those on `items`; returns (kept, dropped)."""
+def keep_interactions_on(path: Path, items: set[str], skip: Container[tuple[str, str]] = ()) -> tuple[int, int]:
+    """Rewrite the interactions file keeping only those on `items`, except the (user, item) pairs in `skip`;
+    returns (kept, dropped)."""
     filtered = kept_path(path)
     kept = dropped = 0
     with open(path, encoding="utf-8") as src, open(filtered, "w", encoding="utf-8") as dst:
         for line in src:
-            if json.loads(line)["item_id"] in items:
+            interaction = json.loads(line)
+            if interaction["item_id"] in items and (interaction["user_id"], interaction["item_id"]) not in skip:
                 dst.write(line)
                 kept += 1
             else:

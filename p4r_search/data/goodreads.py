@@ -18,6 +18,7 @@ from typing import Any
 from ..io import LineReader
 from ..models import Interaction, Item, Review
 from .common import ConvertReport, Record, clean_text, convert_lines, from_format, required, to_number, write_dataset
+from .selection import Selection
 
 DATE_FORMAT = "%a %b %d %H:%M:%S %z %Y"
 
@@ -45,6 +46,7 @@ def convert_goodreads(
     out_dir: str | os.PathLike[str],
     *,
     reader: LineReader | None = None,
+    selection: Selection | None = None,
 ) -> ConvertReport:
     reader = reader or LineReader()
     report = ConvertReport()
@@ -53,6 +55,7 @@ def convert_goodreads(
         for path in reviews_paths:
             yield from convert_lines(path, reader, to_record, report)
 
-    write_dataset(Path(out_dir), report, records(), lambda item_id: Item(item_id=item_id, title=f"Book {item_id}"))
+    write_dataset(Path(out_dir), report, records(), lambda item_id: Item(item_id=item_id, title=f"Book {item_id}"),
+                  selection=selection)
     report.rejected = reader.rejects.count
     return report

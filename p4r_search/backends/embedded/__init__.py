@@ -11,7 +11,7 @@ naming `p4r index repair`; opening it for writing repairs it from the previous c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,13 +41,15 @@ class EmbeddedBackend:
     """An index directory on this machine. `writable=True` creates it and repairs a stale vector cache."""
 
     def __init__(
-        self, path: str | Path, *, writable: bool = False, exact_threshold: int = 20_000, hnsw: HnswConfig | None = None
+        self, path: str | Path, *, writable: bool = False, exact_threshold: int = 20_000, hnsw: HnswConfig | None = None,
+        create: bool | None = None,
     ):
+        """`create` (default: `writable`): make the index when there is none; else NotFoundError (exit 66)."""
         self.path = Path(path)
         self.writable = writable
         self.exact_threshold = exact_threshold
         self.hnsw = hnsw or HnswConfig()
-        self.store = TantivyStore(self.path / STORE_DIR, create=writable)
+        self.store = TantivyStore(self.path / STORE_DIR, create=writable if create is None else create)
         self._cache: VectorCache | None = None
         self._cache_generation: int | None = None
         self._meta: Meta | None = None
@@ -197,6 +199,31 @@ class EmbeddedBackend:
     def item_ids(self) -> list[str]:
         cache = self.vectors()
         return [] if cache is None else sorted(cache.item_rows)
+
+    def existing_ids(self, item_ids: Sequence[str]) -> set[str]:
+        """Which of these items the index holds."""
+        cache = self.vectors()
+        return set() if cache is None else {i for i in item_ids if i in cache.item_rows}
+
+    def filter_values(self, field: str, like: str | None = None) -> list[str]:
+        """Values of a filter field (`categories`, `attributes.NAME`), most common first; with `like`, only
+        those equal to it ignoring case (for "did you mean")."""
+        values = list(self.store.filter_values(field))
+        return [v for v in values if v.casefold() == like.casefold()] if like is not None else values
+
+    def count_items(self, filters: Mapping[str, tuple[str, ...]], candidate_ids: Sequence[str] | None = None,
+                    exclude_ids: Iterable[str] = ()) -> int:
+        """How many items pass the filters, are among the candidates (if given) and are not excluded."""
+        cache = self.vectors()
+        if cache is None:
+            return 0
+        items = set(cache.item_rows)
+        if filters:
+            keys = self.store.filter_row_keys(dict(filters))
+            items &= {cache.items[cache.key_position[int(k)]] for k in keys if int(k) in cache.key_position}
+        if candidate_ids is not None:
+            items &= set(candidate_ids)
+        return len(items - set(exclude_ids))
 
     def persona_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         cache = self.vectors()

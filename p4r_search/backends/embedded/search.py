@@ -36,6 +36,8 @@ class SearchPlan:
 
     def run(self) -> list[FusedItem]:
         allowed = self._allowed_items()
+        if self.query.mode is Mode.RESCORE:
+            return self._rescore(allowed)
         if self.query.mode is not Mode.HYBRID:
             scored = self._vector_items(self.query.k, allowed)
             return [FusedItem(s.item_id, s.score, s.persona_index, {"cosine": s.score}) for s in scored]
@@ -107,3 +109,14 @@ class SearchPlan:
             )
             for item in top
         ]
+
+    def _rescore(self, allowed: set[str] | None) -> list[FusedItem]:
+        """The window (the best items by BM25) reranked by `text_weight * bm25 + vector_weight * cosine`, as a
+        cluster's `rescore` with query_weight and rescore_query_weight (score_mode total) does."""
+        q = self.query
+        window = self._bm25_items(allowed)
+        exact = {s.item_id: s for s in self.cache.scorer.score_items(q.vector, list(window))}
+        fused = {i: q.text_weight * window[i] + q.vector_weight * exact[i].score for i in window if i in exact}
+        return [FusedItem(item, fused[item], exact[item].persona_index,
+                          {"cosine": exact[item].score, "bm25": window[item], "fused": fused[item]})
+                for item in fusion.ranked(fused)[: q.k]]

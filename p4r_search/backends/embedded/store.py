@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
-from ...errors import IndexStateError
+from ...errors import IndexStateError, NotFoundError
 
 FORMAT_VERSION = 2  # 2: vectors and payloads moved out of the store
 TEXT_TOKENIZER = "en_stem"  # tantivy's built-in: simple tokenizer, remove long, lowercase, English stemmer
@@ -56,6 +56,13 @@ class Meta:
     evidence_prior: float | None = None  # persona_vectors.py: pseudo-reviews at the item centroid
 
 
+def _no_index(index_dir: Path) -> str:
+    build = f"build one with: p4r index build --personas PERSONAS.jsonl --items ITEMS.jsonl --index {index_dir}"
+    if not index_dir.exists():
+        return f"{index_dir}: no such index directory; {build}"
+    return f"{index_dir}: not an index (it has no store/ folder); {build}"
+
+
 @dataclass(frozen=True)
 class Row:
     row_key: int
@@ -69,7 +76,9 @@ class TantivyStore:
         self.path = path
         if create:
             path.mkdir(parents=True, exist_ok=True)
-        elif not path.is_dir() or not tantivy.Index.exists(str(path)):
+        elif not path.is_dir():
+            raise NotFoundError(_no_index(path.parent))
+        elif not tantivy.Index.exists(str(path)):
             raise IndexStateError(f"{path.parent}: no index here; create it with: p4r index build --index {path.parent} ...")
         self.index = tantivy.Index(_schema(), path=str(path), reuse=True)
         self.schema = self.index.schema
@@ -112,6 +121,13 @@ class TantivyStore:
         query = self._filter_query(filters)
         addresses = [a for _, a in searcher.search(query, limit=max(searcher.num_docs, 1), count=False).hits]
         return np.asarray(searcher.fast_field_values("row_key", addresses), dtype=np.uint64)
+
+    def filter_values(self, field: str) -> dict[str, int]:
+        """The values of one filter field in live persona rows (`categories` → {"Dresses": 12, …}), read from
+        the term dictionary: value → number of persona rows that carry it."""
+        prefix = f"{field}="
+        terms = self.searcher().terms_with_prefix("filter", prefix, filter_query=self._term("kind", "persona"))
+        return {term[len(prefix):]: count for term, count in terms if count > 0}
 
     def bm25(self, text: str, limit: int, filters: dict[str, tuple[str, ...]], item_ids: Sequence[str] | None):
         """(row_key, BM25 score) of the best-matching persona rows. User text only ever becomes terms."""
