@@ -22,11 +22,13 @@ def readme_block(name: str) -> str:
     return match.group(1)
 
 
-def run_block(name: str, folder, capsys) -> str:
+def run_block(name: str, folder, capsys, namespace: dict | None = None) -> str:
+    """Runs the block in `folder`; `namespace` carries names from an earlier block, as in one session."""
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        exec(compile(readme_block(name), f"README.md:{name}", "exec"), {"__name__": "__readme__"})
+        exec(compile(readme_block(name), f"README.md:{name}", "exec"),  # noqa: S102 - the README, as written
+             namespace if namespace is not None else {"__name__": "__readme__"})
     finally:
         os.chdir(cwd)
     return capsys.readouterr().out

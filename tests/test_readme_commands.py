@@ -9,10 +9,11 @@ import json
 import os
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, ROOT, read_jsonl, run_cli, write_jsonl
+from conftest import EXAMPLES, ROOT, read_jsonl, write_jsonl
 
 SHARED = ROOT.parent / "shared" / "data"
 NAMED_DATA = {"All_Beauty_5.json.gz": SHARED / "amazon-all-beauty" / "All_Beauty_5.json.gz",
@@ -26,7 +27,7 @@ def readme_commands(name: str) -> list[list[str]]:
     match = re.search(rf"<!-- readme-commands: {name} -->\s*```\w*\n(.*?)```", text, re.S)
     assert match, f"README has no block marked readme-commands: {name}"
     joined = match.group(1).replace("\\\n", " ")
-    return [shlex.split(line, comments=True) for line in joined.splitlines() if line.strip()]
+    return [words for line in joined.splitlines() if (words := shlex.split(line, comments=True))]
 
 
 def stage_examples(folder: Path, commands: list[list[str]]) -> None:
@@ -51,8 +52,10 @@ def stage_examples(folder: Path, commands: list[list[str]]) -> None:
     write_jsonl(folder / "examples" / "interactions.jsonl", [i for i in interactions if i["item_id"] in ids])
 
 
-def run_block(name: str, folder: Path, prepare=lambda command: command) -> dict[str, str]:
-    """Runs every command of the block in `folder`; returns each command line's output."""
+def run_block(name: str, folder: Path, prepare=lambda command: command,
+              allowed: Callable[[list[str]], tuple[int, ...]] = lambda command: (0,)) -> dict[str, str]:
+    """Runs every command of the block in `folder`; returns each command line's output. `allowed` gives the
+    exit codes a command may end with (0 unless the caller says why)."""
     outputs = {}
     cwd = os.getcwd()
     os.chdir(folder)
@@ -61,10 +64,20 @@ def run_block(name: str, folder: Path, prepare=lambda command: command) -> dict[
             if command[0] == "export":
                 continue  # variables for a cluster's credentials; the caller sets what its cluster needs
             assert command[0] == "p4r", f"README block {name}: not a p4r command: {command}"
-            outputs[shlex.join(command)] = run_cli(*prepare(command)[1:]).output
+            outputs[shlex.join(command)] = run_allowed(prepare(command)[1:], allowed(command))
     finally:
         os.chdir(cwd)
     return outputs
+
+
+def run_allowed(args: list[str], codes: tuple[int, ...]) -> str:
+    from click.testing import CliRunner
+
+    from p4r_search.cli import cli
+
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code in codes, f"p4r {shlex.join(args)}: exit {result.exit_code}: {result.output}"
+    return result.output
 
 
 @pytest.mark.skipif(not all(p.is_file() for p in NAMED_DATA.values()),
