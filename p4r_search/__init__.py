@@ -25,6 +25,7 @@ _EXPORTS = {
     "Recommender": "recommend",
     "SearchOptions": "recommend",
     "UserInput": "recommend",
+    "Recommendation": "recommend",
     "ProfileConfig": "profile",
     "PersonaQuery": "query",
     "PersonaClauses": "clauses",
@@ -38,7 +39,7 @@ _EXPORTS = {
 __all__ = [  # noqa: RUF022  (grouped as the data flows)
     "__version__", "Encoder", "LineReader", "load_catalog", "load_interactions", "make_generator",
     "generate_personas", "read_personas", "build_documents", "EmbeddedBackend", "Recommender", "SearchOptions",
-    "UserInput", "ProfileConfig", "PersonaQuery", "PersonaClauses", "ClusterBackend", "TrainSettings", "HeadSettings",
+    "UserInput", "Recommendation", "ProfileConfig", "PersonaQuery", "PersonaClauses", "ClusterBackend", "TrainSettings", "HeadSettings",
     "save_encoder", "train_encoder",
 ]
 
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from .personas.runner import generate_personas, read_personas
     from .profile import ProfileConfig
     from .query import PersonaQuery
-    from .recommend import Recommender, SearchOptions, UserInput
+    from .recommend import Recommendation, Recommender, SearchOptions, UserInput
     from .training import HeadSettings, TrainSettings, save_encoder
 
 

@@ -124,3 +124,21 @@ def test_rrf_scores_print_with_enough_digits_to_tell_hits_apart(subset, subset_i
                   "--query", "dress", "--fusion", "rrf", "-k", "4").stdout
     shown = [line.split("score ", 1)[1].split()[0] for line in out.splitlines() if "score " in line]
     assert len(shown) >= 3 and len(set(shown)) == len(shown), out
+
+
+@pytest.mark.parametrize("engine, version, weight", [("opensearch", "2.19.0", 0.3), ("opensearch", "3.5.0", 0.66),
+                                                     ("es", "8.19.0", 0.3)])
+def test_a_dry_run_prints_one_rescore_request_then_the_explanations(engine, version, weight):
+    """One search with the BM25 query and the rescore section, then the exact request for the chosen items'
+    personas and their BM25 (inner hits in a rescore query are dropped by the engines). OpenSearch 3.x scores
+    BM25 without the k1 + 1 factor: its weight carries 2.2 (0.3 x 2.2 = 0.66)."""
+    out = run_cli("recommend", "--engine", engine, "--index", "items", "--dry-run", "--assume-version", version,
+                  "--text", "petite", "--query", "soft", "--mode", "rescore", "--window", "30",
+                  "--keyword-weight", "0.3", "--persona-weight", "0.7").stdout
+    requests = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    at = next(n for n, r in enumerate(requests) if "rescore" in r["body"])  # after the encoder-name lookup
+    first, requests = requests[at]["body"], requests[at:]
+    assert first["rescore"]["window_size"] == 30 and first["size"] == 10
+    assert first["rescore"]["query"]["query_weight"] == pytest.approx(weight)
+    assert first["rescore"]["query"]["rescore_query_weight"] == 0.7
+    assert len(requests) == 3 and "inner_hits" in json.dumps(requests[1]["body"])
