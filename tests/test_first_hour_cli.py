@@ -85,13 +85,17 @@ def test_unknown_item_error_says_what_to_do_and_the_flag_does_it(subset, subset_
     assert len(rejected) == total and "unknown item" in rejected[0]["error"] and "--limit" not in rejected[0]["error"]
 
 
+LIMIT = 20  # items of the interrupted slice
+
+
 def test_ctrl_c_keeps_finished_items_and_a_rerun_of_the_slice_resumes(tmp_path):
-    """A real SIGINT to a real `p4r personas generate --limit 6` in a subprocess, sent once the first item is
+    """A real SIGINT to a real `p4r personas generate --limit 20` in a subprocess, sent once the first item is
     in the output: a KeyboardInterrupt raised by hand would not show what the user sees (the signal arriving
-    while the generator works in a thread pool). Then the same command, in-process, finishes only the rest."""
+    while the generator works in a thread pool). Then the same command, in-process, finishes only the rest.
+    20 items, not fewer: on a loaded 2-core machine the child once finished a 6-item slice before the signal."""
     out = tmp_path / "personas.jsonl"
     args = ["personas", "generate", "--items", EXAMPLES / "items.jsonl", "--reviews", EXAMPLES / "reviews.jsonl",
-            "-o", out, "--limit", "6", "--no-progress"]
+            "-o", out, "--limit", str(LIMIT), "--no-progress"]
     child = subprocess.Popen([sys.executable, "-m", "p4r_search", *map(str, args)], cwd=ROOT, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.monotonic() + 300
@@ -104,14 +108,14 @@ def test_ctrl_c_keeps_finished_items_and_a_rerun_of_the_slice_resumes(tmp_path):
     assert "interrupted: every finished item is saved in the output; rerun the same command to resume" in stderr
     assert "Aborted!" not in stderr
     done = len(read_jsonl(out))
-    assert 1 <= done < 6
+    assert 1 <= done < LIMIT
     rerun = run_cli(*args)
-    assert f"{6 - done} item(s) generated" in rerun.stdout and f"{done} already done" in rerun.stdout
-    assert "(a slice: the first 6 of 150 items, --limit 6)" in rerun.stdout
-    first_six = [i["item_id"] for i in read_jsonl(EXAMPLES / "items.jsonl")[:6]]
-    assert sorted(r["item_id"] for r in read_jsonl(out)) == sorted(first_six)
+    assert f"{LIMIT - done} item(s) generated" in rerun.stdout and f"{done} already done" in rerun.stdout
+    assert f"(a slice: the first {LIMIT} of 150 items, --limit {LIMIT})" in rerun.stdout
+    first = [i["item_id"] for i in read_jsonl(EXAMPLES / "items.jsonl")[:LIMIT]]
+    assert sorted(r["item_id"] for r in read_jsonl(out)) == sorted(first)
     report = json.loads((tmp_path / "personas.jsonl.report.json").read_text())
-    assert report["slice"] == {"limit": 6, "items_in_file": 150} and report["items"] == 6
+    assert report["slice"] == {"limit": LIMIT, "items_in_file": 150} and report["items"] == LIMIT
 
 
 def test_every_interrupt_note_names_a_real_command():

@@ -261,3 +261,16 @@ def test_the_readme_cluster_commands_run_on_this_engine(live, subset, subset_per
                 run_block("clusters", tmp_path, prepare)
     products = live.send(Request("POST", f"/{names['products']}/_search", {"size": 50}))["hits"]["hits"]
     assert products and all(h["_source"]["sku"] == f"sku-{h['_id']}" and h["_source"]["personas"] for h in products)
+
+
+def test_a_history_profile_from_the_teams_own_client(live, embedded, subset):
+    """`Recommender(ClusterBackend.from_client(client, index)).profile(...)`: the vector a team puts in the
+    clauses, read from the cluster, equals the embedded engine's for the same history."""
+    from p4r_search import ClusterBackend, Recommender, UserInput
+
+    history = tuple(i["item_id"] for i in read_jsonl(subset["items"])[:3])
+    backend = ClusterBackend.from_client(live.backend.transport.client, live.index)
+    assert backend.cluster == live.backend.cluster
+    theirs = Recommender(backend).profile(UserInput(history=history))
+    ours = Recommender(embedded).profile(UserInput(history=history))
+    np.testing.assert_allclose(theirs, ours, atol=1e-5)
