@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .clusters import dsl, elasticsearch, opensearch
+from .clusters import checks, dsl, elasticsearch, opensearch
 from .clusters.capabilities import CapabilityError, require, vector_score_to_cosine
 from .clusters.dialects import dialect_for
 from .clusters.model import Cluster, Distribution, parse_engine, parse_version
@@ -93,9 +93,7 @@ class PersonaClauses:
             raise CapabilityError("the top-level knn section is Elasticsearch's; on OpenSearch use knn()")
         require(self.cluster, "nested_knn")
         query = self._query(vector, k, exclude_ids, num_candidates)
-        section = elasticsearch.knn_clause(query)
-        if filter:
-            section["filter"] = [*section.get("filter", []), *filter]
+        section = elasticsearch.knn_clause(query, filter)
         return {**section, "inner_hits": dsl.inner_hits(name=KNN_HITS)}
 
     def exact(self, vector: Vector, *, inner_hits: bool = True) -> dict[str, Any]:
@@ -117,12 +115,7 @@ class PersonaClauses:
         as one `bool` for a `filter` list; None when there are none."""
         for name in filters or {}:
             check_filter_field(name)
-        clause: dict[str, Any] = {}
-        if kept := dsl.field_filters({f: tuple(v) for f, v in (filters or {}).items()}):
-            clause["filter"] = kept
-        if excluded := sorted(set(exclude_ids)):
-            clause["must_not"] = [{"ids": {"values": excluded}}]
-        return {"bool": clause} if clause else None
+        return dsl.parent_filter(checks.restriction(filters or {}, None, exclude_ids))
 
     def rescore(self, vector: Vector, *, window: int = 50, query_weight: float = 1.0,
                 persona_weight: float = 1.0) -> dict[str, Any]:

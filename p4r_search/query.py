@@ -126,6 +126,11 @@ def parse_filters(specs: Iterable[str]) -> dict[str, tuple[str, ...]]:
     return {name: tuple(values) for name, values in filters.items()}
 
 
+def values_like(values: list[str], like: str | None) -> list[str]:
+    """All `values`, or with `like` those equal to it ignoring case (a "did you mean" for case-sensitive filters)."""
+    return values if like is None else [v for v in values if v.casefold() == like.casefold()]
+
+
 def item_filter_values(item_id: str, categories: Iterable[str], attributes: Mapping[str, object]) -> list[str]:
     """The `field=value` tokens an item can be filtered on; scalar and list attributes are filterable."""
     tokens = [f"item_id={item_id}"] + [f"categories={c}" for c in categories]

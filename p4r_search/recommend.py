@@ -286,8 +286,12 @@ class Recommender:
         return sorted(rows, key=lambda r: -r.recency_weight * r.cosine_to_persona)
 
 
+def shown_ids(ids: Sequence[str], limit: int = 10) -> str:
+    """The first `limit` ids, and how many more."""
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
 def no_history_message(history: Sequence[str]) -> str:
     ids = list(dict.fromkeys(history))
-    shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-    return (f"none of the history's {len(ids)} item(s) is in the index ({shown}): nothing to make a profile from; "
+    return (f"none of the history's {len(ids)} item(s) is in the index ({shown_ids(ids)}): nothing to make a profile from; "
             "give items that are indexed, or a text (--text)")

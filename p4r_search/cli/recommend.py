@@ -12,7 +12,7 @@ from ..encoder import Encoder
 from ..errors import ConfigError, NotFoundError
 from ..models import Hit, Review
 from ..profile import PROFILE_SOURCES, ProfileConfig
-from ..recommend import RANK_LIMIT, Explanation, Recommendation, Recommender, Skipped, UserInput
+from ..recommend import RANK_LIMIT, Explanation, Recommendation, Recommender, Skipped, UserInput, shown_ids
 from .app import cli
 from .engines import engine_options, open_backend
 from .options import input_file, json_option, make_reader, model_option, report_rejects, skip_invalid_option
@@ -84,8 +84,7 @@ def tell(skipped: Skipped, why_empty: tuple[str, ...] = ()) -> None:
     """On stderr: what the index lacked, and why nothing came back."""
     for what, ids in (("history item", skipped.history), ("candidate", skipped.candidates)):
         if ids:
-            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-            click.echo(f"note: skipped {len(ids)} {what}(s) not in the index: {shown}", err=True)
+            click.echo(f"note: skipped {len(ids)} {what}(s) not in the index: {shown_ids(ids)}", err=True)
     for reason in why_empty:
         click.echo(f"note: no results: {reason}", err=True)
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..query import values_like
 from . import dsl
 from .model import Request
 
@@ -63,7 +64,7 @@ def parse_values(response: Mapping[str, Any], like: str | None = None) -> list[s
     carry their other values of the field too)."""
     buckets = (response.get("aggregations") or {}).get("values", {}).get("buckets", [])
     values = [str(b.get("key_as_string", b.get("key"))) for b in buckets]
-    return [v for v in values if v.casefold() == like.casefold()] if like is not None else values
+    return values_like(values, like)
 
 
 def restriction(filters: Mapping[str, Sequence[str]], candidate_ids: Sequence[str] | None,

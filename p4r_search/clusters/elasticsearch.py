@@ -55,7 +55,8 @@ def exact_search(index: str, query: PersonaQuery, size: int, item_ids: Sequence[
     return Request("POST", f"/{index}/_search", body)
 
 
-def knn_clause(query: PersonaQuery) -> dict[str, Any]:
+def knn_clause(query: PersonaQuery, extra_filters: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The kNN on the nested persona vectors, the item filters, exclusions and `extra_filters` inside it."""
     knn: dict[str, Any] = {
         "field": dsl.VECTOR,
         "query_vector": dsl.vector_param(query),
@@ -65,6 +66,7 @@ def knn_clause(query: PersonaQuery) -> dict[str, Any]:
     filters = dsl.filter_clauses(query)
     if excluded := dsl.exclusions(query):
         filters.append({"bool": {"must_not": excluded}})
+    filters += extra_filters
     if filters:
         knn["filter"] = filters
     return knn
@@ -76,11 +78,9 @@ def knn_query(cluster: Cluster, query: PersonaQuery, extra_filters: Sequence[dic
     Its `filter` holds the item filters, exclusions and `extra_filters` on item fields: pre-filters, so the
     nearest *matching* items are found. Before 8.15 it has no `k`: it then keeps `num_candidates` per shard."""
     require(cluster, "knn_query")
-    knn = knn_clause(query)
+    knn = knn_clause(query, extra_filters)
     if not supports(cluster, "knn_query_k"):
         del knn["k"]
-    if extra_filters:
-        knn["filter"] = [*knn.get("filter", []), *extra_filters]
     return dsl.nested({"knn": knn}, with_inner_hits=with_inner_hits)
 
 

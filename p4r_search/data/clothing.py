@@ -24,7 +24,7 @@ from ..errors import ConfigError, InputError
 from ..io import LineReader, to_json_line
 from ..models import Item, Review
 from .common import ConvertReport, clean_text, reason_of, title_and_text
-from .selection import Selection
+from .selection import Selection, select_items
 
 COLUMNS = ("Clothing ID", "Title", "Review Text", "Rating", "Division Name", "Department Name", "Class Name")
 CATEGORY_COLUMNS = (("division", "Division Name"), ("department", "Department Name"), ("class", "Class Name"))
@@ -72,10 +72,8 @@ def to_item(item_id: str, rows: list[dict[str, Any]], reviews: list[Review]) -> 
 
 
 def select(by_item: dict[str, list[tuple[dict[str, Any], Review]]], selection: Selection) -> list[str]:
-    """Item ids to keep, most reviewed first (ties: lower id), then sorted by id for output."""
-    sizes = {item_id: len(rows) for item_id, rows in by_item.items() if len(rows) >= selection.min_reviews}
-    ranked = sorted(sizes, key=lambda item_id: (-sizes[item_id], int(item_id)))[: selection.top_items]
-    return sorted(ranked, key=int)
+    """Item ids to keep (`select_items`: most reviewed first, ties to the lower id), sorted by id for output."""
+    return select_items(sorted(by_item, key=int), {item_id: len(rows) for item_id, rows in by_item.items()}, selection)
 
 
 def convert_clothing(

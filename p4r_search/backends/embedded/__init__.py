@@ -20,8 +20,8 @@ import numpy as np
 from ...documents import ItemDocument
 from ...errors import ConfigError, IndexStateError
 from ...models import EvidenceSnippet, Hit, MatchedPersona
-from ...query import PersonaQuery, item_filter_values
-from .search import SearchPlan
+from ...query import PersonaQuery, item_filter_values, values_like
+from .search import SearchPlan, allowed_items
 from .store import Meta, Row, TantivyStore
 from .vectors import (
     HnswConfig,
@@ -208,8 +208,7 @@ class EmbeddedBackend:
     def filter_values(self, field: str, like: str | None = None) -> list[str]:
         """Values of a filter field (`categories`, `attributes.NAME`), most common first; with `like`, only
         those equal to it ignoring case (for "did you mean")."""
-        values = list(self.store.filter_values(field))
-        return [v for v in values if v.casefold() == like.casefold()] if like is not None else values
+        return values_like(list(self.store.filter_values(field)), like)
 
     def count_items(self, filters: Mapping[str, tuple[str, ...]], candidate_ids: Sequence[str] | None = None,
                     exclude_ids: Iterable[str] = ()) -> int:
@@ -218,11 +217,8 @@ class EmbeddedBackend:
         if cache is None:
             return 0
         items = set(cache.item_rows)
-        if filters:
-            keys = self.store.filter_row_keys(dict(filters))
-            items &= {cache.items[cache.key_position[int(k)]] for k in keys if int(k) in cache.key_position}
-        if candidate_ids is not None:
-            items &= set(candidate_ids)
+        if (allowed := allowed_items(cache, self.store, filters, candidate_ids)) is not None:
+            items &= allowed
         return len(items - set(exclude_ids))
 
     def persona_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:

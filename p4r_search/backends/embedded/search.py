@@ -8,6 +8,7 @@ or the whole index, are fewer than `exact_threshold`, the scan is exact.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ... import fusion
@@ -27,6 +28,20 @@ class FusedItem:
     components: dict[str, float]
 
 
+def allowed_items(cache: VectorCache, store: TantivyStore, filters: Mapping[str, tuple[str, ...]],
+                  candidate_ids: Sequence[str] | None) -> set[str] | None:
+    """Items that may be returned, before exclusions: the filters' and the candidates' intersection (None:
+    no restriction). Candidates are taken as given, indexed or not."""
+    allowed: set[str] | None = None
+    if filters:
+        keys = store.filter_row_keys(dict(filters))
+        allowed = {cache.items[cache.key_position[int(k)]] for k in keys if int(k) in cache.key_position}
+    if candidate_ids is not None:
+        candidates = set(candidate_ids)
+        allowed = candidates if allowed is None else allowed & candidates
+    return allowed
+
+
 class SearchPlan:
     def __init__(self, query: PersonaQuery, cache: VectorCache, store: TantivyStore, exact_threshold: int):
         self.query = query
@@ -44,15 +59,7 @@ class SearchPlan:
         return self._hybrid(allowed)
 
     def _allowed_items(self) -> set[str] | None:
-        """Items that may be returned, before exclusions: the filters' and the candidates' intersection."""
-        allowed: set[str] | None = None
-        if self.query.filters:
-            keys = self.store.filter_row_keys(dict(self.query.filters))
-            allowed = {self.cache.items[self.cache.key_position[int(k)]] for k in keys if int(k) in self.cache.key_position}
-        if self.query.candidate_ids is not None:
-            candidates = set(self.query.candidate_ids)
-            allowed = candidates if allowed is None else allowed & candidates
-        return allowed
+        return allowed_items(self.cache, self.store, self.query.filters, self.query.candidate_ids)
 
     def _vector_items(self, count: int, allowed: set[str] | None) -> list[ScoredItem]:
         q, scorer = self.query, self.cache.scorer
