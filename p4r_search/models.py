@@ -145,3 +145,22 @@ class Hit(BaseModel):
                                                  "first) and fused where present.")
     persona: MatchedPersona | None = Field(default=None, description="The best-matching persona; None when not explained.")
     evidence: list[EvidenceSnippet] = Field(default_factory=list)
+
+
+class PersonaCard(BaseModel):
+    """One persona of an item as a person reads it: the persona and its evidence reviews."""
+
+    model_config = ConfigDict(frozen=True)
+
+    persona: MatchedPersona
+    evidence: list[EvidenceSnippet] = Field(default_factory=list)
+
+
+class ItemCard(BaseModel):
+    """An indexed item and all its personas, in their stored order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    item_id: str
+    title: str
+    personas: list[PersonaCard]

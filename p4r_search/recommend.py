@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -76,6 +76,24 @@ class SearchOptions:
     @property
     def query_mode(self) -> Mode:
         return Mode.HYBRID if self.keywords and self.mode is Mode.KNN else self.mode
+
+
+def idle_options(given: set[str], keywords: str | None, mode: str, spell: Callable[[str], str]) -> str | None:
+    """Why search options that the caller set would do nothing, or None. `given`: the names set explicitly
+    (`window` is the rescore window, `num_candidates` the knn width); `spell` writes a name as the caller does."""
+    query, rescore = spell("keywords"), f"{spell('mode')} rescore"
+    if not keywords and (idle := sorted(given & {"fusion", "persona_weight", "keyword_weight"})):
+        what = f"{query} (keywords)" if query != "keywords" else query
+        return f"{', '.join(map(spell, idle))} only act with {what}; without it the persona score alone ranks"
+    if mode == "rescore" and "num_candidates" in given:
+        return (f"{rescore} reranks a window of {query}'s hits: set its size with {spell('window')}, "
+                f"not {spell('num_candidates')}")
+    if mode == "rescore" and "fusion" in given:
+        return (f"{spell('fusion')} is for {spell('mode')} knn with {query}; rescore adds the weighted scores "
+                f"({spell('keyword_weight')}, {spell('persona_weight')})")
+    if mode != "rescore" and "window" in given:
+        return f"{spell('window')} is the rescore window: it needs {rescore} (and {query})"
+    return None
 
 
 class PersonaScore(BaseModel):

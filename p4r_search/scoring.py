@@ -6,7 +6,7 @@ unit-length, so cosine is a dot product. This is the ground truth that the HNSW 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,13 +39,15 @@ class ExactScorer:
         self._position = {item_id: i for i, item_id in enumerate(self.item_ids)}
 
     @classmethod
-    def from_grouped(cls, item_ids: Sequence[str], offsets: np.ndarray, vectors: np.ndarray) -> ExactScorer:
-        """Without copying: rows `offsets[i]:offsets[i+1]` of `vectors` are the personas of `item_ids[i]`."""
+    def from_grouped(cls, item_ids: Sequence[str], offsets: np.ndarray, vectors: np.ndarray,
+                     position: Mapping[str, int] | None = None) -> ExactScorer:
+        """Without copying: rows `offsets[i]:offsets[i+1]` of `vectors` are the personas of `item_ids[i]`;
+        `position` (item id -> i), when the caller has it already."""
         scorer = cls.__new__(cls)
         scorer.item_ids = list(item_ids)
         scorer.offsets = np.asarray(offsets, dtype=np.int64)
         scorer.vectors = vectors
-        scorer._position = {item_id: i for i, item_id in enumerate(scorer.item_ids)}
+        scorer._position = position if position is not None else {item_id: i for i, item_id in enumerate(scorer.item_ids)}
         return scorer
 
     def item_scores(self, profile: np.ndarray) -> np.ndarray:
@@ -58,8 +60,25 @@ class ExactScorer:
     def score_items(self, profile: np.ndarray, item_ids: Iterable[str]) -> list[ScoredItem]:
         """Exact scores of the given items (unknown ids are skipped), in the order given; vectorised."""
         known = [i for i in item_ids if i in self._position]
+        best, first = self._best(profile, known)
+        return [ScoredItem(i, float(b), int(f)) for i, b, f in zip(known, best.tolist(), first.tolist())]
+
+    def best_of(self, profile: np.ndarray, item_ids: Iterable[str], k: int) -> list[ScoredItem]:
+        """The k best of the given items, ordered by (-score, item id); objects are made only for the items
+        at or above the k-th score (a knn search proposes ten times more than it keeps)."""
+        known = [i for i in item_ids if i in self._position]
+        best, first = self._best(profile, known)
+        keep = np.arange(len(known))
+        if len(known) > k:
+            keep = np.flatnonzero(best >= np.partition(best, len(best) - k)[len(best) - k])
+        scored = [ScoredItem(known[n], float(best[n]), int(first[n])) for n in keep.tolist()]
+        scored.sort(key=lambda s: (-s.score, s.item_id))
+        return scored[:k]
+
+    def _best(self, profile: np.ndarray, known: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each item's best cosine and the index of its first best persona."""
         if not known:
-            return []
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
         positions = np.fromiter((self._position[i] for i in known), dtype=np.int64, count=len(known))
         starts, lengths = self.offsets[positions], self.offsets[positions + 1] - self.offsets[positions]
         segment = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -67,8 +86,7 @@ class ExactScorer:
         sims = self.vectors[rows] @ np.asarray(profile, dtype=np.float32)
         best = np.maximum.reduceat(sims, segment)
         hits = np.flatnonzero(sims == np.repeat(best, lengths))
-        first = hits[np.searchsorted(hits, segment)] - segment  # the first best persona of each item
-        return [ScoredItem(i, float(b), int(f)) for i, b, f in zip(known, best, first)]
+        return best, hits[np.searchsorted(hits, segment)] - segment
 
     def top_k(
         self,

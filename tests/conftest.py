@@ -109,3 +109,19 @@ def llm_server(tmp_path_factory):
         if skip:
             pytest.skip(reason)
         pytest.fail(reason)
+
+
+@pytest.fixture(scope="module")
+def server(subset_index, subset, encoder):
+    """The real `p4r serve` app over the subset index and its interactions, on a loopback port (serve_support.py)."""
+    from serve_support import serve
+
+    with serve(subset_index, encoder, subset["interactions"]) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    """An httpx client of `server`."""
+    with server.client() as client:
+        yield client

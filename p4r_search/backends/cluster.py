@@ -20,7 +20,7 @@ from ..clusters.model import Cluster, Distribution, Request, parse_version
 from ..clusters.plan import choose
 from ..documents import ItemDocument
 from ..errors import ConfigError, NotFoundError, P4RError
-from ..models import Hit, MatchedPersona
+from ..models import EvidenceSnippet, Hit, ItemCard, MatchedPersona, PersonaCard
 from ..query import PersonaQuery
 from .cluster_checks import IndexChecks
 from .connect import client_distribution
@@ -297,11 +297,32 @@ class ClusterBackend(IndexChecks):
                 out[doc["_id"]] = np.asarray([p["vector"] for p in personas], dtype=np.float32)
         return out
 
-    def personas(self, item_id: str) -> list[MatchedPersona]:
-        response = self.transport.send(Request("GET", f"/{self.index}/_doc/{item_id}", params={"_source_excludes": "personas.vector"}))
+    def _item_source(self, item_id: str) -> dict[str, Any]:
+        """The item's document without its vectors; NotFoundError when the index lacks it (the clients raise
+        on the engines' 404, which says the same)."""
+        request = Request("GET", f"/{self.index}/_doc/{item_id}", params={"_source_excludes": "personas.vector"})
+        try:
+            response = self.transport.send(request)
+        except Exception as exc:
+            if http_status(exc) != 404 or "index_not_found" in str(exc):
+                raise
+            response = {"found": False}
         if not response.get("found"):
             raise NotFoundError(f"item {item_id!r} is not in index {self.index!r}")
-        return [MatchedPersona(**{k: p[k] for k in MatchedPersona.model_fields}) for p in response["_source"].get("personas", [])]
+        return response.get("_source") or {}
+
+    def personas(self, item_id: str) -> list[MatchedPersona]:
+        return [MatchedPersona(**{k: p[k] for k in MatchedPersona.model_fields})
+                for p in self._item_source(item_id).get("personas", [])]
+
+    def item_card(self, item_id: str) -> ItemCard:
+        source = self._item_source(item_id)
+        personas = source.get("personas") or []
+        if not personas:
+            raise NotFoundError(f"item {item_id!r} has no personas in index {self.index!r}")
+        cards = [PersonaCard(persona=MatchedPersona(**{k: p[k] for k in MatchedPersona.model_fields}),
+                             evidence=[EvidenceSnippet(**e) for e in p.get("evidence", [])]) for p in personas]
+        return ItemCard(item_id=item_id, title=source.get("title") or item_id, personas=cards)
 
     @cached_property
     def model_name(self) -> str | None:

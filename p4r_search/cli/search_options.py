@@ -10,7 +10,7 @@ from click.core import ParameterSource
 
 from ..errors import ConfigError
 from ..query import MAX_WINDOW, Fusion, parse_filters
-from ..recommend import SearchOptions
+from ..recommend import SearchOptions, idle_options
 
 DEFAULT_WINDOW = 50
 
@@ -91,18 +91,9 @@ def build(ctx: click.Context, *, keywords, k, mode, num_candidates, window, fusi
 
 def refuse_idle_options(ctx: click.Context, keywords: str | None, mode: str) -> None:
     given = {name for name in NAMES if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
-    if not keywords and (idle := sorted(given & {"fusion", "persona_weight", "keyword_weight"})):
-        raise ConfigError(f"{option_names(idle)} only act with --query (keywords); without it the persona score "
-                          "alone ranks")
-    if mode == "rescore" and "num_candidates" in given:
-        raise ConfigError("--mode rescore reranks a window of --query's hits: set its size with --window, "
-                          "not --num-candidates")
-    if mode == "rescore" and "fusion" in given:
-        raise ConfigError("--fusion is for --mode knn with --query; rescore adds the weighted scores "
-                          "(--keyword-weight, --persona-weight)")
-    if mode != "rescore" and "window" in given:
-        raise ConfigError("--window is the rescore window: it needs --mode rescore (and --query)")
+    if why := idle_options(given, keywords, mode, option_name):
+        raise ConfigError(why)
 
 
-def option_names(params: list[str]) -> str:
-    return ", ".join("--" + p.replace("_", "-") for p in params)
+def option_name(param: str) -> str:
+    return "--query" if param == "keywords" else "--" + param.replace("_", "-")

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ...documents import ItemDocument
-from ...errors import ConfigError, IndexStateError
-from ...models import EvidenceSnippet, Hit, MatchedPersona
+from ...errors import ConfigError, IndexStateError, NotFoundError
+from ...models import EvidenceSnippet, Hit, ItemCard, MatchedPersona, PersonaCard
 from ...query import PersonaQuery, item_filter_values, values_like
 from .search import SearchPlan, allowed_items
 from .store import Meta, Row, TantivyStore
@@ -50,8 +50,7 @@ class EmbeddedBackend:
         self.exact_threshold = exact_threshold
         self.hnsw = hnsw or HnswConfig()
         self.store = TantivyStore(self.path / STORE_DIR, create=writable if create is None else create)
-        self._cache: VectorCache | None = None
-        self._cache_generation: int | None = None
+        self._loaded: tuple[int, VectorCache] | None = None  # (generation, cache): one attribute, swapped whole
         self._meta: Meta | None = None
 
     # -- state ------------------------------------------------------------------------------------
@@ -75,11 +74,12 @@ class EmbeddedBackend:
         meta = self.meta
         if meta.dim is None:
             return None
-        if self._cache is not None and self._cache_generation == meta.generation:
-            return self._cache
+        loaded = self._loaded
+        if loaded is not None and loaded[0] == meta.generation:
+            return loaded[1]
         folder = cache_dir(self.path, meta.generation)
         if (folder / "hnsw.usearch").exists() and (folder / "rows.npz").exists():
-            cache = VectorCache.load(folder, meta.dim, self.hnsw)
+            cache = VectorCache.load(folder, meta.dim, self.hnsw, writable=self.writable)
         elif self.writable:
             cache = self._rebuild(meta)
         else:
@@ -87,7 +87,7 @@ class EmbeddedBackend:
                 f"{self.path}: the vector index does not match the store (generation {meta.generation}); "
                 f"a write was interrupted. Rebuild it with: p4r index repair --index {self.path}"
             )
-        self._cache, self._cache_generation = cache, meta.generation
+        self._loaded = (meta.generation, cache)
         return cache
 
     def repair(self) -> int:
@@ -95,8 +95,9 @@ class EmbeddedBackend:
         meta = self.meta
         if meta.dim is None:
             return 0
-        self._cache, self._cache_generation = self._rebuild(meta), meta.generation
-        return len(self._cache)
+        cache = self._rebuild(meta)
+        self._loaded = (meta.generation, cache)
+        return len(cache)
 
     def _rebuild(self, meta: Meta) -> VectorCache:
         """From the last saved cache plus the pending writes that the store has committed since."""
@@ -160,7 +161,7 @@ class EmbeddedBackend:
 
     def _save(self, cache: VectorCache, generation: int) -> None:
         cache.save(self.path, generation)
-        self._cache, self._cache_generation = cache, generation
+        self._loaded = (generation, cache)
 
     def _require_writable(self) -> None:
         if not self.writable:
@@ -230,6 +231,15 @@ class EmbeddedBackend:
     def personas(self, item_id: str) -> list[MatchedPersona]:
         cache = self.vectors()
         return [] if cache is None else [_persona(json.loads(p)) for p in cache.item_payloads(item_id)]
+
+    def item_card(self, item_id: str) -> ItemCard:
+        """The item's title and every persona with its evidence; NotFoundError when the index lacks it."""
+        cache = self.vectors()
+        payloads = [json.loads(p) for p in cache.item_payloads(item_id)] if cache is not None else []
+        if not payloads:
+            raise NotFoundError(f"item {item_id!r} is not in the index {self.path}")
+        cards = [PersonaCard(persona=_persona(p), evidence=[EvidenceSnippet(**e) for e in p["evidence"]]) for p in payloads]
+        return ItemCard(item_id=item_id, title=payloads[0]["title"], personas=cards)
 
     def search(self, query: PersonaQuery) -> list[Hit]:
         cache = self.vectors()

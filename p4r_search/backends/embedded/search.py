@@ -35,7 +35,7 @@ def allowed_items(cache: VectorCache, store: TantivyStore, filters: Mapping[str,
     allowed: set[str] | None = None
     if filters:
         keys = store.filter_row_keys(dict(filters))
-        allowed = {cache.items[cache.key_position[int(k)]] for k in keys if int(k) in cache.key_position}
+        allowed = cache.items_having_keys(keys)
     if candidate_ids is not None:
         candidates = set(candidate_ids)
         allowed = candidates if allowed is None else allowed & candidates
@@ -67,9 +67,7 @@ class SearchPlan:
             candidates = None if allowed is None else sorted(allowed)
             return scorer.top_k(q.vector, count, exclude=q.exclude_ids, candidates=candidates)
         proposed = self.cache.knn_items(q.vector, max(count, q.num_candidates), count, allowed, q.exclude_ids)
-        scored = scorer.score_items(q.vector, proposed)
-        scored.sort(key=lambda s: (-s.score, s.item_id))
-        return scored[:count]
+        return scorer.best_of(q.vector, proposed, count)
 
     def _scan_exactly(self, allowed: set[str] | None) -> bool:
         if self.query.mode is Mode.EXACT or self.query.candidate_ids is not None:
@@ -85,12 +83,8 @@ class SearchPlan:
         ids = None if q.candidate_ids is None else sorted(allowed or ())
         rows = self.store.bm25(q.text or "", q.num_candidates * BM25_ROWS_PER_ITEM, dict(q.filters), ids)
         best: dict[str, float] = {}
-        for key, score in rows:
-            position = self.cache.key_position.get(key)
-            if position is None:
-                continue
-            item = self.cache.items[position]
-            if item in q.exclude_ids or (allowed is not None and item not in allowed):
+        for item, (_, score) in zip(self.cache.items_of_keys([key for key, _ in rows]), rows):
+            if item is None or item in q.exclude_ids or (allowed is not None and item not in allowed):
                 continue
             best[item] = max(best.get(item, 0.0), score)
         top = fusion.ranked(best)[: q.num_candidates]

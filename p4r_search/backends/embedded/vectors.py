@@ -1,97 +1,111 @@
 """The vector half of the embedded engine: persona vectors and explanation payloads, plus a usearch HNSW graph.
 
-A vector cache is saved under `vectors-<generation>/` and trusted only when that generation equals the
-store's. It holds the only float32 copy of the vectors: with the default f32 graph they are read back
-from the usearch file itself (`vectors.npy` is written only for an f16/i8 graph), so the index costs
-about 1.1x the raw vectors on disk instead of 3x.
+A vector cache is saved under `vectors-<generation>/` (see layout.py) and trusted only when that generation
+equals the store's. It holds the only float32 copy of the vectors (`vectors.npy`); the graph (i8 by
+default) only proposes rows, and every proposed item is then scored exactly on the float32 vectors.
 
 Since the store does not keep the vectors, a write first saves its new rows as `pending-<generation>.npz`
 (the write-ahead file), then commits the store, then saves the cache. After a crash between the last two
 steps, the cache is rebuilt from the previous cache plus the pending rows (`rebuild`).
+
+Reading is safe from many threads: a cache's state is built whole before it is published (one attribute,
+`_state`), and a read-only cache never changes. A writable cache changes only in `apply`, which readers
+in other threads must not overlap (the graph is changed in place).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from usearch.index import Index, ScalarKind
+from usearch.index import Index
 
 from ...errors import IndexStateError
 from ...scoring import ExactScorer
+from .layout import (
+    CACHE_PREFIX,
+    HNSW,
+    ROWS,
+    Grouped,
+    HnswConfig,
+    RowBatch,
+    cache_dir,
+    fsync,
+    new_hnsw,
+    pending_files,
+    pending_path,
+    read_folder,
+    read_pending,
+    write_folder,
+    write_pending,
+)
 
-CACHE_PREFIX = "vectors-"
-PENDING_PREFIX = "pending-"
-ROWS, PAYLOADS, HNSW, VECTORS = "rows.npz", "payloads.zlib", "hnsw.usearch", "vectors.npy"
+__all__ = ["HnswConfig", "RowBatch", "VectorCache", "cache_dir", "latest_saved_rows", "pending_files", "pending_path",
+           "read_pending", "write_pending"]
+
+
+class ItemRows(Mapping):
+    """item id -> its row positions (a range), computed on lookup instead of held for every item."""
+
+    def __init__(self, index: dict[str, int], offsets: np.ndarray, item_ids: list[str]):
+        self._index, self._offsets, self._ids = index, offsets, item_ids
+
+    def __getitem__(self, item_id: str) -> np.ndarray:
+        i = self._index[item_id]
+        return np.arange(self._offsets[i], self._offsets[i + 1])
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 @dataclass(frozen=True)
-class HnswConfig:
-    connectivity: int = 16
-    expansion_add: int = 128
-    expansion_search: int = 64
-    dtype: str = "f32"
+class _State:
+    """Everything a reader looks at, derived from the grouped rows with vectorised work only."""
 
-
-@dataclass(frozen=True)
-class RowBatch:
-    """Persona rows: u64 keys, item ids, float32 vectors (rows x dim) and JSON payloads (bytes)."""
-
-    keys: np.ndarray
-    items: np.ndarray
-    vectors: np.ndarray
-    payloads: np.ndarray
+    rows: Grouped
+    item_ids: list[str]
+    item_rows: ItemRows
+    row_item: np.ndarray  # the item number of each row
+    sorted_keys: np.ndarray
+    scorer: ExactScorer
 
     @classmethod
-    def of(cls, dim: int, keys: Sequence[int], items: Sequence[str], vectors: Sequence[np.ndarray],
-           payloads: Sequence[bytes]) -> RowBatch:
-        return cls(np.asarray(keys, np.uint64), _objects(items), np.asarray(vectors, np.float32).reshape(-1, dim),
-                   _objects(payloads))
-
-    @classmethod
-    def concat(cls, dim: int, batches: Sequence[RowBatch]) -> RowBatch:
-        if not batches:
-            return cls.of(dim, [], [], [], [])
-        return cls(*(np.concatenate([getattr(b, f) for b in batches]) for f in ("keys", "items", "vectors", "payloads")))
-
-
-def cache_dir(root: Path, generation: int) -> Path:
-    return root / f"{CACHE_PREFIX}{generation:08d}"
-
-
-def pending_path(root: Path, generation: int) -> Path:
-    return root / f"{PENDING_PREFIX}{generation:08d}.npz"
+    def of(cls, rows: Grouped) -> _State:
+        ids = rows.item_ids.tolist()
+        index = {item_id: i for i, item_id in enumerate(ids)}
+        row_item = np.repeat(np.arange(len(ids), dtype=np.int64), np.diff(rows.offsets))
+        scorer = ExactScorer.from_grouped(ids, rows.offsets, rows.vectors, position=index)
+        return cls(rows, ids, ItemRows(index, rows.offsets, ids), row_item, rows.keys[rows.key_order], scorer)
 
 
 class VectorCache:
     """Rows (key, item, vector, payload), grouped by item; `item_rows` maps an item to its row positions."""
 
-    def __init__(self, dim: int, rows: RowBatch, hnsw: Index, config: HnswConfig):
+    def __init__(self, dim: int, rows: Grouped, hnsw: Index, config: HnswConfig):
         self.dim = dim
-        self.keys = rows.keys.astype(np.uint64)
-        self.items = rows.items.astype(object)
-        self.vectors = np.ascontiguousarray(rows.vectors, dtype=np.float32).reshape(-1, dim)
-        self.payloads = rows.payloads.astype(object)
         self.hnsw = hnsw
         self.config = config
-        self._reindex()
+        self._state = _State.of(rows)
 
     @classmethod
     def empty(cls, dim: int, config: HnswConfig) -> VectorCache:
-        return cls(dim, RowBatch.of(dim, [], [], [], []), _new_hnsw(dim, config), config)
+        return cls(dim, Grouped.of_batch(RowBatch.of(dim, [], [], [], [])), new_hnsw(dim, config), config)
 
     @classmethod
-    def load(cls, folder: Path, dim: int, config: HnswConfig) -> VectorCache:
-        hnsw = _new_hnsw(dim, config)
-        hnsw.load(str(folder / HNSW))
-        hnsw.expansion_search = config.expansion_search
-        return cls(dim, read_rows(folder, dim, hnsw), hnsw, config)
+    def load(cls, folder: Path, dim: int, config: HnswConfig, writable: bool = True) -> VectorCache:
+        """Read-only (`writable=False`), the vectors and graph are memory-mapped: opening costs no per-row work."""
+        rows, hnsw = read_folder(folder, dim, config, writable)
+        return cls(dim, rows, hnsw, config)
 
     @classmethod
     def rebuild(cls, dim: int, rows: Iterable[tuple[int, str]], sources: Sequence[RowBatch], config: HnswConfig) -> VectorCache:
@@ -115,24 +129,16 @@ class VectorCache:
 
     def save(self, root: Path, generation: int) -> Path:
         """Write to a temporary folder, then rename it into place: the folder is complete or absent.
-        Older caches and the pending writes it now contains are removed afterwards."""
+        Older caches and the pending writes it now contains are removed afterwards (a reader that mapped an
+        older folder keeps reading it: its files live on until unmapped)."""
         final = cache_dir(root, generation)
         tmp = root / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        offsets, blob = _pack(self.payloads)
-        np.savez(tmp / ROWS, keys=self.keys, items=_utf8(self.items), payload_offsets=offsets)
-        (tmp / PAYLOADS).write_bytes(zlib.compress(blob, 1))  # JSON of similar rows: ~5x smaller
-        self.hnsw.save(str(tmp / HNSW))
-        names = [ROWS, PAYLOADS, HNSW]
-        if self.hnsw.dtype != ScalarKind.F32:  # a quantised graph cannot give the exact vectors back
-            np.save(tmp / VECTORS, self.vectors)
-            names.append(VECTORS)
-        for name in names:
-            _fsync(tmp / name)
+        write_folder(tmp, self._state.rows, self.hnsw)
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
-        _fsync(root)
+        fsync(root)
         for old in root.glob(f"{CACHE_PREFIX}*"):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
@@ -144,171 +150,112 @@ class VectorCache:
     # -- changes ----------------------------------------------------------------------------------
     def apply(self, removed_items: Iterable[str], rows: RowBatch) -> None:
         """Drop every row of `removed_items`, then add the new rows."""
-        removed = [pos for item in removed_items for pos in self.item_rows.get(item, ())]
+        state = self._state
+        removed = [state.item_rows[i] for i in dict.fromkeys(removed_items) if i in state.item_rows]
+        kept = state.rows
         if removed:
-            self.hnsw.remove(self.keys[removed])
-            keep = np.ones(len(self.keys), dtype=bool)
-            keep[removed] = False
-            self.keys, self.items, self.vectors = self.keys[keep], self.items[keep], self.vectors[keep]
-            self.payloads = self.payloads[keep]
+            gone = np.concatenate(removed)
+            self.hnsw.remove(kept.keys[gone])
+            keep = np.ones(len(kept.keys), dtype=bool)
+            keep[gone] = False
+            kept = kept.take(np.flatnonzero(keep))
         if len(rows.keys):
             self.hnsw.add(rows.keys, rows.vectors, threads=os.cpu_count() or 1)
-            self.keys = np.concatenate([self.keys, rows.keys.astype(np.uint64)])
-            self.items = np.concatenate([self.items, rows.items.astype(object)])
-            self.vectors = np.concatenate([self.vectors, rows.vectors.reshape(-1, self.dim)])
-            self.payloads = np.concatenate([self.payloads, rows.payloads.astype(object)])
-        self._reindex()
-
-    def _positions(self, keys: np.ndarray) -> np.ndarray:
-        """Row positions of keys, vectorised (keys are sorted once per change)."""
-        return self._key_order[np.searchsorted(self.keys[self._key_order], np.asarray(keys, np.uint64))]
-
-    def _reindex(self) -> None:
-        """Group rows by item (stable, so an item's personas keep their order), so that the exact scorer
-        works on views of `vectors` without copying them."""
-        order = np.argsort(self.items, kind="stable")
-        if not (order == np.arange(len(order))).all():  # a loaded cache is grouped already
-            self.keys, self.items, self.vectors = self.keys[order], self.items[order], self.vectors[order]
-            self.payloads = self.payloads[order]
-        bounds = np.flatnonzero(self.items[1:] != self.items[:-1]) + 1 if len(self.items) else np.zeros(0, np.int64)
-        self._offsets = np.concatenate([[0], bounds, [len(self.items)]]).astype(np.int64)
-        starts = self._offsets[:-1] if len(self.items) else np.zeros(0, np.int64)
-        self._item_ids = [str(self.items[i]) for i in starts]
-        self.item_rows: dict[str, np.ndarray] = {
-            item: np.arange(a, b) for item, a, b in zip(self._item_ids, self._offsets[:-1], self._offsets[1:])
-        }
-        self.key_position = {int(k): i for i, k in enumerate(self.keys)}
-        self._key_order = np.argsort(self.keys, kind="stable")
-        self._scorer: ExactScorer | None = None
+            kept = Grouped.merge(kept, Grouped.of_batch(rows))
+        if removed or len(rows.keys):
+            self._state = _State.of(kept)
 
     # -- reading ----------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self._state.rows.keys)
 
-    def rows(self) -> RowBatch:
-        return RowBatch(self.keys, self.items, self.vectors, self.payloads)
+    @property
+    def keys(self) -> np.ndarray:
+        return self._state.rows.keys
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self._state.rows.vectors
+
+    @property
+    def items(self) -> np.ndarray:
+        """The item id of every row (built on each call: the engine itself works on item numbers)."""
+        return self._state.rows.row_items().astype(object)
+
+    @property
+    def item_rows(self) -> ItemRows:
+        return self._state.item_rows
 
     @property
     def scorer(self) -> ExactScorer:
-        """The exact scorer over every row, built on first use."""
-        if self._scorer is None:
-            self._scorer = ExactScorer.from_grouped(self._item_ids, self._offsets, self.vectors)
-        return self._scorer
+        return self._state.scorer
+
+    def rows(self) -> RowBatch:
+        return self._state.rows.batch()
 
     def item_vectors(self, item_id: str) -> np.ndarray | None:
-        rows = self.item_rows.get(item_id)
-        return None if rows is None else self.vectors[rows]
+        rows = self._state.item_rows.get(item_id)
+        return None if rows is None else np.array(self._state.rows.vectors[rows])
 
     def item_payloads(self, item_id: str) -> list[bytes]:
-        return list(self.payloads[self.item_rows.get(item_id, np.zeros(0, np.int64))])
+        rows = self._state.item_rows.get(item_id)
+        return [] if rows is None else [self._payload(r) for r in rows.tolist()]
 
     def payload(self, item_id: str, persona_index: int) -> bytes:
-        return self.payloads[self.item_rows[item_id][persona_index]]
+        return self._payload(int(self._state.item_rows[item_id][persona_index]))
+
+    def _payload(self, row: int) -> bytes:
+        rows = self._state.rows
+        return rows.blob[rows.payload_offsets[row]:rows.payload_offsets[row + 1]]
+
+    def items_of_keys(self, keys: Sequence[int] | np.ndarray) -> list[str | None]:
+        """The item of each row key (None for a key this cache does not hold)."""
+        state = self._state
+        positions = self._positions(state, keys)
+        return [None if p < 0 else state.item_ids[i] for p, i in zip(positions.tolist(), state.row_item[positions].tolist())]
+
+    def items_having_keys(self, keys: np.ndarray) -> set[str]:
+        """The items of these row keys (absent keys are skipped)."""
+        state = self._state
+        positions = self._positions(state, keys)
+        return {state.item_ids[n] for n in np.unique(state.row_item[positions[positions >= 0]]).tolist()}
+
+    @staticmethod
+    def _positions(state: _State, keys) -> np.ndarray:
+        """Row positions of keys, vectorised; -1 for an absent key."""
+        keys = np.asarray(keys, np.uint64)
+        if not len(state.sorted_keys) or not len(keys):
+            return np.full(len(keys), -1, np.int64)
+        at = np.minimum(np.searchsorted(state.sorted_keys, keys), len(state.sorted_keys) - 1)
+        return np.where(state.sorted_keys[at] == keys, state.rows.key_order[at], -1)
 
     def knn_items(self, vector: np.ndarray, rows: int, min_items: int, allowed: set[str] | None,
                   exclude: frozenset[str]) -> list[str]:
         """Items of the `rows` nearest persona rows (as Elasticsearch's `num_candidates`), nearest first.
 
-        While fewer than `min_items` of those items pass the filters, the row search widens (doubling),
-        up to every row.
+        The graph is asked for at least `expansion_search` rows: its search visits that many anyway, and with
+        a quantised graph the nearest few rows by its approximate distance are not always the nearest
+        exactly, so the whole beam is rescored. While fewer than `min_items` of those items pass the
+        filters, the row search widens (doubling), up to every row.
         """
-        want = min(rows, len(self))
+        state, total = self._state, len(self)
+        want = min(max(rows, self.hnsw.expansion_search), total)
         while True:
-            matches = self.hnsw.search(vector, want)
-            found: dict[str, None] = {}
-            for item in self.items[self._positions(matches.keys)]:
-                if item not in exclude and (allowed is None or item in allowed):
-                    found[item] = None
-            if len(found) >= min_items or want >= len(self):
-                return list(found)
-            want = min(want * 2, len(self))
-
-
-# -- files ------------------------------------------------------------------------------------------
-def read_rows(folder: Path, dim: int, hnsw: Index) -> RowBatch:
-    """The rows of a saved cache; the vectors come from `vectors.npy` or else from the f32 graph."""
-    with np.load(folder / ROWS, allow_pickle=False) as data:
-        keys, items, offsets = data["keys"], data["items"], data["payload_offsets"]
-    if (folder / VECTORS).exists():
-        vectors = np.load(folder / VECTORS)
-    else:
-        vectors = np.vstack(hnsw.get(keys)) if len(keys) else np.zeros((0, dim), np.float32)
-    payloads = _unpack(offsets, zlib.decompress((folder / PAYLOADS).read_bytes()))
-    return RowBatch(keys, _objects([s.decode() for s in items.tolist()]), vectors, payloads)
+            matches = self.hnsw.search(vector, want, threads=1)
+            numbers = state.row_item[self._positions(state, matches.keys)]
+            _, first = np.unique(numbers, return_index=True)
+            found = [item for item in (state.item_ids[n] for n in numbers[np.sort(first)].tolist())
+                     if item not in exclude and (allowed is None or item in allowed)]
+            if len(found) >= min_items or want >= total:
+                return found
+            want = min(want * 2, total)
 
 
 def latest_saved_rows(root: Path, dim: int, config: HnswConfig, up_to: int) -> RowBatch | None:
     """The rows of the newest complete cache folder at or below generation `up_to`, if any."""
-    folders = sorted(p for p in root.glob(f"{CACHE_PREFIX}*") if p.is_dir() and int(p.name[len(CACHE_PREFIX):]) <= up_to)
+    folders = sorted(p for p in root.glob(f"{CACHE_PREFIX}*") if p.is_dir() and int(p.name[len(CACHE_PREFIX):]) <= up_to
+                     and (p / HNSW).exists() and (p / ROWS).exists())
     if not folders:
         return None
-    hnsw = _new_hnsw(dim, config)
-    hnsw.load(str(folders[-1] / HNSW))
-    return read_rows(folders[-1], dim, hnsw)
-
-
-def write_pending(root: Path, generation: int, rows: RowBatch) -> Path:
-    """Save rows durably (temporary file, fsync, rename) before the store commit that refers to them."""
-    final = pending_path(root, generation)
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    offsets, blob = _pack(rows.payloads)
-    with open(tmp, "wb") as f:
-        np.savez(f, keys=rows.keys, items=_utf8(rows.items), vectors=rows.vectors, payload_offsets=offsets,
-                 payloads=np.frombuffer(blob, np.uint8))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    _fsync(root)
-    return final
-
-
-def pending_files(root: Path) -> list[tuple[Path, int]]:
-    found = [(p, int(p.name[len(PENDING_PREFIX):].split(".")[0])) for p in root.glob(f"{PENDING_PREFIX}*.npz")]
-    return sorted(found, key=lambda pg: pg[1])
-
-
-def read_pending(path: Path) -> RowBatch:
-    with np.load(path, allow_pickle=False) as data:
-        items = _objects([s.decode() for s in data["items"].tolist()])
-        payloads = _unpack(data["payload_offsets"], data["payloads"].tobytes())
-        return RowBatch(data["keys"], items, data["vectors"], payloads)
-
-
-def _objects(values: Sequence) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = list(values)
-    return out
-
-
-def _utf8(strings: np.ndarray) -> np.ndarray:
-    return np.array([s.encode() for s in strings], dtype=bytes) if len(strings) else np.zeros(0, "S1")
-
-
-def _pack(blobs: np.ndarray) -> tuple[np.ndarray, bytes]:
-    offsets = np.zeros(len(blobs) + 1, np.int64)
-    offsets[1:] = np.cumsum([len(b) for b in blobs], dtype=np.int64)
-    return offsets, b"".join(blobs)
-
-
-def _unpack(offsets: np.ndarray, blob: bytes) -> np.ndarray:
-    bounds = offsets.tolist()
-    return _objects([blob[a:b] for a, b in pairwise(bounds)])
-
-
-def _new_hnsw(dim: int, config: HnswConfig) -> Index:
-    return Index(
-        ndim=dim,
-        metric="cos",
-        dtype=config.dtype,
-        connectivity=config.connectivity,
-        expansion_add=config.expansion_add,
-        expansion_search=config.expansion_search,
-    )
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    rows, _ = read_folder(folders[-1], dim, config, writable=False)
+    return rows.batch()

@@ -1,0 +1,139 @@
+"""The service's request and response bodies. Responses are the library's models (`Hit`, `Explanation`,
+`ItemCard`); a request turns into the library's `UserInput`, `SearchOptions` and `ProfileConfig`, and its
+checks are the library's, so the service refuses exactly what `p4r recommend` refuses."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..errors import P4RError
+from ..models import Hit
+from ..profile import ProfileConfig
+from ..query import MAX_WINDOW, check_filter_field
+from ..recommend import SearchOptions, UserInput, idle_options
+
+MAX_TEXT = 10_000  # characters; the encoder reads the first 128 word pieces (~500 characters) anyway
+MAX_HISTORY = 100_000
+DEFAULT_WINDOW = 50
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProfileSettings(_Body):
+    """How the history becomes a profile (as --last-n, --gamma, --profile-text-weight, --profile-source)."""
+
+    last_n: int = Field(10, ge=1, le=1000)
+    gamma: float = Field(0.65, gt=0, le=1)
+    text_weight: float = Field(0.5, ge=0, le=1, description="The weight of `text` when there is a history too.")
+    source: Literal["items", "reviews", "both"] = "items"
+
+    def config(self) -> ProfileConfig:
+        return ProfileConfig(self.last_n, self.gamma, self.text_weight, source=self.source)
+
+
+class UserRequest(_Body):
+    """Who to recommend for: a `user_id` from the service's interactions file, or a `history`; a `text`
+    alone or with either. `reviews` maps history item ids to the user's own review of them (profile source
+    `reviews` or `both`); with `user_id` they default to the service's reviews file."""
+
+    user_id: str | None = Field(None, min_length=1, max_length=500)
+    history: list[str] | None = Field(None, max_length=MAX_HISTORY, description="Item ids, oldest first.")
+    text: str | None = Field(None, max_length=MAX_TEXT, description="The user's own words, or what they want.")
+    reviews: dict[str, str] | None = None
+    profile: ProfileSettings = ProfileSettings()
+
+    @model_validator(mode="after")
+    def _one_user(self):
+        if self.user_id and self.history:
+            raise ValueError("give user_id or history, not both")
+        if not (self.user_id or self.history or (self.text and self.text.strip())):
+            raise ValueError("give a user_id, a history or a text")
+        return self
+
+    def user_input(self, history: tuple[str, ...], reviews: dict[str, str]) -> UserInput:
+        return UserInput(history=history, text=self.text, reviews=reviews)
+
+
+class RecommendRequest(UserRequest):
+    """The search options of `p4r recommend`; `filters` maps a field (`categories`, `item_id`,
+    `attributes.NAME`) to accepted values; `candidates` are scored alone, in your order if `candidate_weight`."""
+
+    k: int = Field(10, ge=1, le=1000)
+    mode: Literal["knn", "exact", "rescore"] = "knn"
+    keywords: str | None = Field(None, max_length=1000, description="BM25 over persona text (--query).")
+    num_candidates: int = Field(100, ge=1, le=MAX_WINDOW)
+    window: int | None = Field(None, ge=1, le=MAX_WINDOW, description="Rescore mode: how many keyword hits to rerank.")
+    fusion: Literal["linear", "rrf"] = "linear"
+    persona_weight: float = Field(0.5, ge=0)
+    keyword_weight: float = Field(0.5, ge=0)
+    filters: dict[str, list[str]] = Field(default_factory=dict)
+    candidates: list[str] | None = Field(None, max_length=MAX_WINDOW)
+    candidate_weight: float | None = Field(None, ge=0, le=1)
+    include_seen: bool = False
+
+    @model_validator(mode="after")
+    def _checked(self):
+        for name in self.filters:
+            check_filter_field(name)
+        if why := idle_options(set(self.model_fields_set), self.keywords, self.mode, str):
+            raise ValueError(why)
+        self.options()  # SearchOptions' own checks
+        return self
+
+    def options(self) -> SearchOptions:
+        try:
+            return SearchOptions(
+                k=self.k, mode=self.mode, keywords=self.keywords, fusion=self.fusion,
+                num_candidates=(self.window or DEFAULT_WINDOW) if self.mode == "rescore" else self.num_candidates,
+                persona_weight=self.persona_weight, keyword_weight=self.keyword_weight,
+                filters={f: tuple(v) for f, v in self.filters.items()},
+                candidate_ids=tuple(self.candidates) if self.candidates is not None else None,
+                candidate_weight=self.candidate_weight, include_seen=self.include_seen,
+            )
+        except P4RError as exc:  # pydantic reports a ValueError with its location
+            raise ValueError(str(exc)) from None
+
+
+class ExplainRequest(UserRequest):
+    item_id: str = Field(min_length=1, max_length=500, description="The item to explain for this user.")
+
+
+class Skipped(BaseModel):
+    history: list[str] = Field(description="History items the index lacks, left out of the profile.")
+    candidates: list[str] = Field(description="Candidates the index lacks.")
+
+
+class RecommendResponse(BaseModel):
+    hits: list[Hit]
+    history: list[str] = Field(description="The history the profile was made from (the last `last_n` count).")
+    skipped: Skipped
+    why_empty: list[str] = Field(description="When no hit came back: why, in words.")
+    generation: int | None = Field(description="The index generation that answered (embedded engine).")
+    took_ms: float
+
+
+class IndexInfo(BaseModel):
+    engine: str
+    index: str
+    model: str | None
+    persona_vector: str | None = Field(description="What persona vectors embed: text, evidence or blend.")
+    items: int
+    personas: int | None
+    dim: int | None
+    generation: int | None
+    opened_at: str
+    reload_error: str | None = Field(None, description="Why the newest generation could not be opened, if so.")
+
+
+class UserSummary(BaseModel):
+    user_id: str
+    interactions: int
+
+
+class UserHistory(BaseModel):
+    user_id: str
+    history: list[str]
