@@ -284,6 +284,9 @@ class Recommender:
 
     def _rank(self, profile: np.ndarray, item_id: str, exclude: frozenset[str]) -> int | None:
         """The item's exact rank among unseen items, or None when it is not in the top RANK_LIMIT."""
+        if (rank_of := getattr(self.backend, "rank_of", None)) is not None:  # one scan, where a backend can
+            rank = rank_of(profile, item_id, exclude)
+            return rank if rank is not None and rank <= RANK_LIMIT else None
         k = max(1, min(len(self.backend), RANK_LIMIT))
         top = self.backend.search(
             PersonaQuery(vector=profile, k=k, num_candidates=k, mode=Mode.EXACT, exclude_ids=exclude, explain=False)

@@ -88,6 +88,19 @@ class ExactScorer:
         hits = np.flatnonzero(sims == np.repeat(best, lengths))
         return best, hits[np.searchsorted(hits, segment)] - segment
 
+    def rank_of(self, profile: np.ndarray, item_id: str, exclude: Iterable[str] = ()) -> int | None:
+        """The item's rank (1 = best) among the items not excluded, ordered as `top_k` orders them (by score,
+        ties by id), from one scan and without building results; None for an unknown or excluded item."""
+        excluded = set(exclude)
+        if item_id not in self._position or item_id in excluded:
+            return None
+        scores = self.item_scores(profile)
+        for other in excluded & self._position.keys():
+            scores[self._position[other]] = -np.inf
+        mine = scores[self._position[item_id]]
+        ties = sum(self.item_ids[i] < item_id for i in np.flatnonzero(scores == mine).tolist())
+        return 1 + int(np.count_nonzero(scores > mine)) + ties
+
     def top_k(
         self,
         profile: np.ndarray,

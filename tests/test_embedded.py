@@ -170,3 +170,23 @@ def test_user_text_with_query_syntax_stays_terms(tmp_path, docs):
     nasty = 'soft AND (fabric OR "x") item_id:i01 NOT * ~2 ^9 {"script": "1"} \\ /regex/'
     hits = backend.search(query(docs[1].vectors[0], k=5, mode="hybrid", text=nasty))
     assert len(hits) == 5
+
+
+def test_rank_of_equals_the_position_in_an_exact_search(tmp_path):
+    """`rank_of` (one scan, what explain reports) against the item's place in the exact search's hits, with
+    exclusions and with ties (items sharing a vector are ordered by id, as the search orders them)."""
+    rng = np.random.default_rng(7)
+    backend = EmbeddedBackend(tmp_path / "idx", writable=True)
+    shared = unit(rng.normal(size=(2, 8)))
+    docs = [doc(f"i{n:02d}", shared if n % 7 == 0 else unit(rng.normal(size=(int(rng.integers(1, 4)), 8))))
+            for n in range(40)]
+    backend.upsert(docs)
+    for trial in range(5):
+        profile = rng.normal(size=8).astype(np.float32)
+        exclude = frozenset(f"i{n:02d}" for n in rng.choice(40, 6, replace=False))
+        hits = backend.search(PersonaQuery(profile, k=40, num_candidates=40, mode="exact", exclude_ids=exclude))
+        expected = {h.item_id: n for n, h in enumerate(hits, start=1)}
+        for item in (d.item_id for d in docs):
+            assert backend.rank_of(profile, item, exclude) == expected.get(item), (trial, item)
+    with pytest.raises(ConfigError, match="this index holds 8"):
+        backend.rank_of(np.ones(5, np.float32), "i01")

@@ -222,6 +222,17 @@ class EmbeddedBackend:
             items &= allowed
         return len(items - set(exclude_ids))
 
+    def rank_of(self, vector: np.ndarray, item_id: str, exclude_ids: Iterable[str] = ()) -> int | None:
+        """The item's rank in an exact search for `vector` that excludes `exclude_ids` (None when absent),
+        from one scan: what `Recommender.explain` reports, without building a thousand hits to find it."""
+        cache = self.vectors()
+        if cache is None:
+            return None
+        query = PersonaQuery(vector=vector, mode="exact")  # the search's normalisation and checks
+        if query.vector.shape[0] != cache.dim:
+            raise ConfigError(f"the profile has {query.vector.shape[0]} dimensions; this index holds {cache.dim}")
+        return cache.scorer.rank_of(query.vector, item_id, exclude_ids)
+
     def persona_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         cache = self.vectors()
         if cache is None:
