@@ -267,3 +267,14 @@ def test_the_users_own_reviews_make_the_profile_when_asked(subset_index, subset,
     with LiveServer(create_app(service)) as live, live.client() as http:
         answer = http.post("/v1/recommend", json={"user_id": user, "k": 4, "profile": {"source": "reviews"}})
         same_hits(answer.json(), expected)
+
+
+def test_a_bad_interactions_line_stops_the_start_with_file_and_line(subset_index, tmp_path):
+    from conftest import run_cli
+
+    bad = tmp_path / "interactions.jsonl"
+    bad.write_text('{"user_id": "u1", "item_id": "1080", "timestamp": "2026-01-01T00:00:00Z"}\n{"user_id": "u1",\n')
+    result = run_cli("serve", "--index", subset_index, "--interactions", bad, "--port", "1", expect=65)
+    assert f"{bad}:2: malformed JSON" in result.output
+    missing = run_cli("serve", "--index", tmp_path / "nowhere", "--port", "1", expect=66)
+    assert "no such index directory" in missing.output

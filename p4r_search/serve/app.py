@@ -66,7 +66,7 @@ class Admission:
         self._waiting += 1
         try:
             await asyncio.wait_for(self._slots.acquire(), self.limits.timeout_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             raise Busy(f"no worker was free within {self.limits.timeout_s:g} s") from None
         finally:
             self._waiting -= 1
@@ -74,7 +74,7 @@ class Admission:
         work.add_done_callback(lambda _: self._slots.release())  # the slot is free when the thread is
         try:
             return await asyncio.wait_for(asyncio.shield(work), max(deadline - loop.time(), 0.001))
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise Busy(f"the backend did not answer within {self.limits.timeout_s:g} s", retry_after=5) from None
 
 
@@ -87,7 +87,7 @@ def create_app(service: Service, *, api_key: str | None = None, limits: Limits |
     async def lifespan(app: FastAPI):
         nonlocal admission
         admission = Admission(limits)
-        watcher = asyncio.create_task(_follow_index(service, admission, limits.reload_interval_s))
+        watcher = asyncio.create_task(_follow_index(service, limits.reload_interval_s))
         try:
             yield
         finally:
@@ -160,7 +160,7 @@ def create_app(service: Service, *, api_key: str | None = None, limits: Limits |
     return app
 
 
-async def _follow_index(service: Service, admission: Admission, interval: float) -> None:
+async def _follow_index(service: Service, interval: float) -> None:
     """Check the index for a new generation every `interval` seconds, opening it on a worker thread."""
     loop = asyncio.get_running_loop()
     while True:

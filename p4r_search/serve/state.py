@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,20 +136,19 @@ class Users:
     source: str | None = None
 
     @classmethod
-    def load(cls, interactions: Path | None, reviews: Path | None = None,
-             reader_for: Callable[[Path], object] | None = None) -> Users:
+    def load(cls, interactions: Path | None, reviews: Path | None = None) -> Users:
+        """Bad lines are errors (file, line, what is wrong), raised before the service listens."""
         from ..catalog import load_interactions
         from ..io import LineReader
         from ..models import Review
 
-        make = reader_for or (lambda _path: LineReader())
         histories: dict[str, tuple[str, ...]] = {}
         if interactions is not None:
-            by_user = load_interactions(interactions, make(interactions))
+            by_user = load_interactions(interactions, LineReader())
             histories = {u: tuple(i.item_id for i in rows) for u, rows in by_user.items()}
         own: dict[str, dict[str, str]] = defaultdict(dict)
         if reviews is not None:
-            for _, review, _ in make(reviews).read(reviews, Review):
+            for _, review, _ in LineReader().read(reviews, Review):
                 if review.user_id:
                     own[review.user_id][review.item_id] = review.text
         return cls(histories, dict(own), str(interactions) if interactions else None)
