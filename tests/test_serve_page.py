@@ -203,3 +203,19 @@ def test_a_screenshot_of_the_results_is_not_blank(page, tmp_path):
     assert box and box["y"] + box["height"] / 2 < image.height
     crop = image.crop((int(box["x"]), int(box["y"]), int(box["x"] + box["width"]), int(min(box["y"] + box["height"], 900))))
     assert len(crop.getcolors(maxcolors=1 << 20)) > 20, "the first result shows no text"
+
+
+def test_a_service_too_slow_to_answer_is_said_in_words_with_when_to_retry(browser, subset_index, subset, encoder):
+    from p4r_search.serve import Limits
+
+    limits = Limits(timeout_s=0.001, reload_interval_s=60)  # no request can be answered in a millisecond
+    with serve(subset_index, encoder, subset["interactions"], limits=limits) as live:
+        page = browser.new_context().new_page()
+        try:
+            page.goto(live.url)
+            page.get_by_test_id("text").fill(TEXT)
+            page.get_by_test_id("submit").click()
+            expect(page.get_by_test_id("error")).to_contain_text("Service unavailable: the backend did not answer "
+                                                                 "within 0.001 s (try again in 5 s)")
+        finally:
+            page.context.close()
