@@ -78,6 +78,15 @@ class SearchOptions:
         return Mode.HYBRID if self.keywords and self.mode is Mode.KNN else self.mode
 
 
+DEFAULT_WINDOW = 50  # rescore mode: keyword hits the persona score reranks, unless a window is given
+
+
+def candidate_count(mode: str, num_candidates: int, window: int | None) -> int:
+    """`SearchOptions.num_candidates` from the caller's options: the rescore window in rescore mode, else the
+    knn width (callers refuse the one that does not apply: `idle_options`)."""
+    return (window or DEFAULT_WINDOW) if mode == "rescore" else num_candidates
+
+
 def idle_options(given: set[str], keywords: str | None, mode: str, spell: Callable[[str], str]) -> str | None:
     """Why search options that the caller set would do nothing, or None. `given`: the names set explicitly
     (`window` is the rescore window, `num_candidates` the knn width); `spell` writes a name as the caller does."""

@@ -67,6 +67,8 @@ class ExactScorer:
         """The k best of the given items, ordered by (-score, item id); objects are made only for the items
         at or above the k-th score (a knn search proposes ten times more than it keeps)."""
         known = [i for i in item_ids if i in self._position]
+        if k < 1:
+            return []
         best, first = self._best(profile, known)
         keep = np.arange(len(known))
         if len(known) > k:
@@ -94,9 +96,7 @@ class ExactScorer:
         excluded = set(exclude)
         if item_id not in self._position or item_id in excluded:
             return None
-        scores = self.item_scores(profile)
-        for other in excluded & self._position.keys():
-            scores[self._position[other]] = -np.inf
+        scores = self._scores_without(profile, excluded)
         mine = scores[self._position[item_id]]
         ties = sum(self.item_ids[i] < item_id for i in np.flatnonzero(scores == mine).tolist())
         return 1 + int(np.count_nonzero(scores > mine)) + ties
@@ -112,18 +112,19 @@ class ExactScorer:
         """The k best items by score, ties broken by item id; `candidates` restricts the scan."""
         excluded = set(exclude)
         if candidates is not None:
-            scored = self.score_items(profile, (c for c in dict.fromkeys(candidates) if c not in excluded))
-        else:
-            scores = self.item_scores(profile)
-            for item_id in excluded:
-                if item_id in self._position:
-                    scores[self._position[item_id]] = -np.inf
-            top = min(k, len(scores))
-            if top == 0:
-                return []
-            cut = scores[np.argpartition(-scores, top - 1)[:top]].min()
-            # every item tied at the cut is scored, so that ties are ordered by id, not by position
-            chosen = np.flatnonzero((scores >= cut) & np.isfinite(scores))
-            scored = self.score_items(profile, (self.item_ids[i] for i in chosen))
-        scored.sort(key=lambda s: (-s.score, s.item_id))
-        return scored[:k]
+            return self.best_of(profile, (c for c in dict.fromkeys(candidates) if c not in excluded), k)
+        scores = self._scores_without(profile, excluded)
+        top = min(k, len(scores))
+        if top == 0:
+            return []
+        cut = scores[np.argpartition(-scores, top - 1)[:top]].min()
+        # every item tied at the cut is scored, so that ties are ordered by id, not by position
+        chosen = np.flatnonzero((scores >= cut) & np.isfinite(scores))
+        return self.best_of(profile, (self.item_ids[i] for i in chosen), k)
+
+    def _scores_without(self, profile: np.ndarray, excluded: set[str]) -> np.ndarray:
+        """`item_scores`, with the excluded items at -inf."""
+        scores = self.item_scores(profile)
+        for item_id in excluded & self._position.keys():
+            scores[self._position[item_id]] = -np.inf
+        return scores

@@ -10,9 +10,7 @@ from click.core import ParameterSource
 
 from ..errors import ConfigError
 from ..query import MAX_WINDOW, Fusion, parse_filters
-from ..recommend import SearchOptions, idle_options
-
-DEFAULT_WINDOW = 50
+from ..recommend import DEFAULT_WINDOW, SearchOptions, candidate_count, idle_options
 
 
 def _renamed(new: str, what: str):
@@ -81,7 +79,7 @@ def build(ctx: click.Context, *, keywords, k, mode, num_candidates, window, fusi
           filters, candidates, candidate_weight, include_seen) -> SearchOptions:
     refuse_idle_options(ctx, keywords, mode)
     return SearchOptions(
-        k=k, num_candidates=(window or DEFAULT_WINDOW) if mode == "rescore" else num_candidates, mode=mode,
+        k=k, num_candidates=candidate_count(mode, num_candidates, window), mode=mode,
         keywords=keywords, fusion=fusion, persona_weight=persona_weight, keyword_weight=keyword_weight,
         filters=parse_filters(filters),
         candidate_ids=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,

@@ -12,11 +12,10 @@ from ..errors import P4RError
 from ..models import Hit
 from ..profile import ProfileConfig
 from ..query import MAX_WINDOW, check_filter_field
-from ..recommend import SearchOptions, UserInput, idle_options
+from ..recommend import SearchOptions, candidate_count, idle_options
 
 MAX_TEXT = 10_000  # characters; the encoder reads the first 128 word pieces (~500 characters) anyway
 MAX_HISTORY = 100_000
-DEFAULT_WINDOW = 50
 
 
 class _Body(BaseModel):
@@ -54,9 +53,6 @@ class UserRequest(_Body):
             raise ValueError("give a user_id, a history or a text")
         return self
 
-    def user_input(self, history: tuple[str, ...], reviews: dict[str, str]) -> UserInput:
-        return UserInput(history=history, text=self.text, reviews=reviews)
-
 
 class RecommendRequest(UserRequest):
     """The search options of `p4r recommend`; `filters` maps a field (`categories`, `item_id`,
@@ -88,7 +84,7 @@ class RecommendRequest(UserRequest):
         try:
             return SearchOptions(
                 k=self.k, mode=self.mode, keywords=self.keywords, fusion=self.fusion,
-                num_candidates=(self.window or DEFAULT_WINDOW) if self.mode == "rescore" else self.num_candidates,
+                num_candidates=candidate_count(self.mode, self.num_candidates, self.window),
                 persona_weight=self.persona_weight, keyword_weight=self.keyword_weight,
                 filters={f: tuple(v) for f, v in self.filters.items()},
                 candidate_ids=tuple(self.candidates) if self.candidates is not None else None,

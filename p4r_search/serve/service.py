@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from ..errors import ConfigError
-from ..recommend import Explanation, Recommender
+from ..recommend import Explanation, Recommender, UserInput
 from .schemas import (
     ExplainRequest,
     IndexInfo,
@@ -40,7 +40,7 @@ class Service:
         if request.profile.source != "items" and history and not reviews:
             raise ConfigError(f"profile source {request.profile.source!r} needs the user's own reviews: send "
                               "`reviews` (item id → text), or a user_id with the service started with --reviews")
-        return request.user_input(history, reviews)
+        return UserInput(history=history, text=request.text, reviews=reviews)
 
     def recommend(self, request: RecommendRequest) -> RecommendResponse:
         started = time.perf_counter()

@@ -229,8 +229,7 @@ class EmbeddedBackend:
         if cache is None:
             return None
         query = PersonaQuery(vector=vector, mode="exact")  # the search's normalisation and checks
-        if query.vector.shape[0] != cache.dim:
-            raise ConfigError(f"the profile has {query.vector.shape[0]} dimensions; this index holds {cache.dim}")
+        _check_dimensions(query, cache)
         return cache.scorer.rank_of(query.vector, item_id, exclude_ids)
 
     def persona_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -256,10 +255,14 @@ class EmbeddedBackend:
         cache = self.vectors()
         if cache is None or len(cache) == 0:
             return []
-        if query.vector.shape[0] != cache.dim:
-            raise ConfigError(f"the profile has {query.vector.shape[0]} dimensions; this index holds {cache.dim}")
+        _check_dimensions(query, cache)
         scored = SearchPlan(query, cache, self.store, self.exact_threshold).run()
         return [_hit(s, json.loads(cache.payload(s.item_id, s.persona_index)), query.explain) for s in scored]
+
+
+def _check_dimensions(query: PersonaQuery, cache: VectorCache) -> None:
+    if query.vector.shape[0] != cache.dim:
+        raise ConfigError(f"the profile has {query.vector.shape[0]} dimensions; this index holds {cache.dim}")
 
 
 def _row(key: int, doc: ItemDocument, persona) -> Row:
