@@ -17,9 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from usearch.index import Index
+
+if TYPE_CHECKING:  # usearch loads on first use: imported before `ray.init`, it aborts Ray's start
+    from usearch.index import Index
 
 CACHE_PREFIX = "vectors-"
 PENDING_PREFIX = "pending-"
@@ -170,12 +173,16 @@ def _groups(row_items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def new_hnsw(dim: int, config: HnswConfig) -> Index:
+    from usearch.index import Index
+
     return Index(ndim=dim, metric="cos", dtype=config.dtype, connectivity=config.connectivity,
                  expansion_add=config.expansion_add, expansion_search=config.expansion_search)
 
 
 def open_hnsw(path: Path, config: HnswConfig, view: bool) -> Index:
     """The saved graph, with the kind of vectors it was built with (whatever `config.dtype` says now)."""
+    from usearch.index import Index
+
     hnsw = Index.restore(str(path), view=view)
     if hnsw is None:
         raise FileNotFoundError(path)

@@ -20,9 +20,9 @@ import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from usearch.index import Index
 
 from ...errors import IndexStateError
 from ...scoring import ExactScorer
@@ -43,6 +43,9 @@ from .layout import (
     write_folder,
     write_pending,
 )
+
+if TYPE_CHECKING:  # usearch loads on first use: imported before `ray.init`, it aborts Ray's start
+    from usearch.index import Index
 
 __all__ = ["HnswConfig", "RowBatch", "VectorCache", "cache_dir", "latest_saved_rows", "pending_files", "pending_path",
            "read_pending", "write_pending"]
