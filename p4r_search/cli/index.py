@@ -10,9 +10,9 @@ import click
 from ..backends.cluster import BulkFailedError
 from ..backends.embedded import EmbeddedBackend
 from ..catalog import load_items
-from ..documents import build_documents
+from ..documents import build_documents, documents_from_stored
 from ..encoder import Encoder
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError, P4RError
 from ..models import ItemPersonas, Review
 from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR, PERSONA_VECTOR_KINDS
 from .app import cli
@@ -30,6 +30,10 @@ from .options import (
     skip_invalid_option,
 )
 
+personas_option = click.option(
+    "--personas", "personas_path", type=click.Path(exists=True, path_type=Path), required=True,
+    help="Personas JSONL, or the -o folder of `p4r pipeline run`: its shards' vectors are indexed as they are "
+         "when they are what --model and --persona-vector ask for, else the personas are encoded again.")
 index_dir = click.option(
     "--index", "index_path", type=click.Path(file_okay=False, path_type=Path), required=True, help="Index directory."
 )
@@ -40,18 +44,40 @@ def index() -> None:
     """Build and maintain a persona index (embedded engine: a local directory)."""
 
 
-def read_records(personas_path, reader):
+def read_records(personas_path, reader) -> list:
+    """The latest line of each item, from a personas file or a pipeline folder's shards (`ShardLine`s)."""
+    if Path(personas_path).is_dir():
+        return list(read_shard_folder(personas_path, reader).values())
     return list({r.item_id: r for _, r, _ in reader.read(personas_path, ItemPersonas)}.values())
+
+
+def read_shard_folder(folder: Path, reader) -> dict:
+    """`p4r pipeline run -o FOLDER`: its personas-*.jsonl / .parquet shards, later shards winning; the run's
+    other files (report.json, failed.jsonl, rejects.jsonl) are not read."""
+    try:
+        import pyarrow  # noqa: F401  (lists the folder, reads Parquet shards)
+    except ImportError:
+        raise ConfigError(f"reading the pipeline folder {folder} needs pyarrow: pip install pyarrow") from None
+    from ..distributed.files import Location
+    from ..distributed.shards import read_shards, shard_names
+
+    where = Location.parse(str(folder))
+    if not shard_names(where):
+        raise InputError(str(folder), None, "no personas-*.jsonl or personas-*.parquet shards in this folder",
+                         hint="--personas takes a personas JSONL file or the -o folder of `p4r pipeline run`")
+    return read_shards(where, reader)
 
 
 persona_vector_options = [
     click.option("--persona-vector", type=click.Choice(["auto", *PERSONA_VECTOR_KINDS]), default="auto",
                  show_default=True,
                  help="What a persona vector embeds: its text, the centroid of its evidence reviews (needs "
-                      "--reviews), or both (blend); auto: evidence with --reviews, else text. "
+                      "--reviews), or both (blend); auto: the kind stored in a pipeline folder, else evidence "
+                      "with --reviews, else text. "
                       "`p4r eval loo` says which ranks best on your data."),
     click.option("--reviews", "reviews_path", type=input_file, default=None,
-                 help="Reviews JSONL: the evidence texts for --persona-vector evidence or blend."),
+                 help="Reviews JSONL: the evidence texts for --persona-vector evidence or blend (not needed when "
+                      "a pipeline folder's stored vectors are used)."),
     click.option("--evidence-prior", type=click.FloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True,
                  help="Evidence and blend vectors: pseudo-reviews at the item's centroid added to each persona's "
                       "evidence, pulling small personas toward their item."),
@@ -72,6 +98,52 @@ def resolve_kind(persona_vector: str, reviews_path) -> str:
                    "in `p4r eval loo` (docs/evaluation.md)", err=True)
         return "text"
     return "evidence"
+
+
+def index_model(engine: str, model: str | None, index_name: str) -> str:
+    """The model the index will record: --model, else (embedded) the one an existing index holds, else the default."""
+    if model is None and engine == "embedded":
+        try:
+            model = EmbeddedBackend(Path(index_name)).model_name
+        except P4RError:  # no index there yet (or a broken one, which opening it for writing reports)
+            pass
+    return Encoder(model).model_name
+
+
+def described(kind: str, model: str, evidence_prior: float) -> str:
+    return f"{kind}/{model.removeprefix('packaged:')}" + ("" if kind == "text" else f" (evidence prior {evidence_prior:g})")
+
+
+def choose_vectors(records, model_name: str, persona_vector: str, reviews_path, evidence_prior: float) -> tuple[str, bool]:
+    """The persona vector kind to index, and whether the vectors stored with the records (a pipeline folder's)
+    are that kind, made by `model_name` with this prior, so that nothing needs encoding. auto takes the stored
+    kind, unless that is text and --reviews is given (auto: evidence with --reviews)."""
+    stored = [getattr(record, "vectors", None) for record in records]
+    if not any(stored):  # a personas file
+        return resolve_kind(persona_vector, reviews_path), False
+    first = next(s for s in stored if s is not None)
+    if persona_vector == "auto" and not (first.kind == "text" and reviews_path is not None):
+        kind = first.kind
+    else:
+        kind = resolve_kind(persona_vector, reviews_path)
+    missing = sum(s is None for s in stored)
+    odd = next((s for s in stored if s is not None and not s.matches(model_name, kind, evidence_prior)), None)
+    if not missing and odd is None:
+        click.echo(f"note: indexing the stored {described(kind, model_name, evidence_prior)} vectors; "
+                   "encoding nothing", err=True)
+        return kind, True
+    why = (f"{missing} of {len(stored)} item(s) have no stored vectors" if missing else
+           f"stored vectors are {described(odd.kind, odd.model, odd.evidence_prior)}")
+    kind = resolve_kind(persona_vector, reviews_path)
+    click.echo(f"note: {why}; asked for {described(kind, model_name, evidence_prior)}: encoding again", err=True)
+    return kind, False
+
+
+def make_documents(records, encoder: Encoder, items, reuse: bool, **vectors):
+    """Index documents: from the records' stored vectors (`reuse`, encoding nothing), else by encoding."""
+    if reuse:
+        return documents_from_stored(records, encoder.model_name, items)
+    return build_documents(records, encoder, items, **vectors)
 
 
 def read_review_texts(persona_vector, reviews_path, reader) -> dict[str, str] | None:
@@ -112,7 +184,7 @@ def write_to_cluster(backend, docs, *, partial, failed_docs, chunk_size, progres
 
 
 @index.command("build")
-@click.option("--personas", "personas_path", type=input_file, required=True, help="Personas JSONL.")
+@personas_option
 @engine_options
 @click.option("--items", "items_path", type=input_file, default=None, help="Items JSONL: titles and filter fields.")
 @model_option
@@ -138,31 +210,33 @@ def build(personas_path, engine, index_name, url, ca_certs, insecure, os_engine,
         click.echo("warning: no --items: titles will be the item ids, and items will have no categories or "
                    "attributes, so --filter categories=… or attributes.…=… will match nothing", err=True)
     records = read_records(personas_path, reader)
-    persona_vector = resolve_kind(persona_vector, reviews_path)
-    review_texts = read_review_texts(persona_vector, reviews_path, reader)
+    encoder = Encoder(index_model(engine, model, index_name))  # loads the model only if something is encoded
+    persona_vector, reuse = choose_vectors(records, encoder.model_name, persona_vector, reviews_path, evidence_prior)
+    review_texts = None if reuse else read_review_texts(persona_vector, reviews_path, reader)
     report_rejects(reader)
     backend = open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version,
                            assume_license, writable=True)
     tally: dict = {}
     vectors = {"persona_vector": persona_vector, "review_texts": review_texts, "evidence_prior": evidence_prior}
     if engine != "embedded":
-        encoder = Encoder(model)
-        if not dry_run and backend.prepare_build(encoder.dim):  # a dry run cannot know what exists
+        dim = records[0].vectors.dim if reuse else encoder.dim
+        if not dry_run and backend.prepare_build(dim):  # a dry run cannot know what exists
             click.echo(f"note: index {index_name} did not exist; created it with the p4r mapping "
-                       f"({encoder.dim}-d persona vectors)", err=True)
-        docs = counted(build_documents(records, encoder, items, **vectors), tally)
+                       f"({dim}-d persona vectors)", err=True)
+        docs = counted(make_documents(records, encoder, items, reuse, **vectors), tally)
         failed = failed_docs or Path(f"{index_name}.failed.jsonl")
         write_to_cluster(backend, docs, partial=False, failed_docs=failed, chunk_size=chunk_size,
                          progress=progress and not dry_run, total=len(records), as_json=as_json, dry_run=dry_run)
         return warn_fallbacks(tally)
-    encoder = Encoder(model or backend.model_name)
-    docs = counted(build_documents(progress_bar(progress, "index")(records), encoder, items, **vectors), tally)
+    docs = counted(make_documents(progress_bar(progress, "index")(records), encoder, items, reuse, **vectors), tally)
     written = backend.upsert(docs)
     warn_fallbacks(tally)
     summary = {"items": written, "index": index_name, "rejected_lines": reader.rejects.count,
-               "persona_vector": persona_vector, "text_fallbacks": tally.get("text_fallbacks", 0)}
+               "persona_vector": persona_vector, "text_fallbacks": tally.get("text_fallbacks", 0),
+               "stored_vectors": reuse}
     click.echo(json.dumps(summary) if as_json else
-               f"{written} item(s) indexed into {index_name} ({persona_vector} persona vectors)")
+               f"{written} item(s) indexed into {index_name} ({persona_vector} persona vectors"
+               f"{', as stored' if reuse else ''})")
 
 
 @index.command("create")
@@ -181,7 +255,7 @@ def create(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assu
 
 
 @index.command("attach")
-@click.option("--personas", "personas_path", type=input_file, required=True, help="Personas JSONL.")
+@personas_option
 @engine_options
 @model_option
 @with_persona_vector_options
@@ -204,16 +278,16 @@ def attach(personas_path, engine, index_name, url, ca_certs, insecure, os_engine
         raise ConfigError("attach is for --engine es or opensearch; use `index build` for the embedded engine")
     reader = make_reader(skip_invalid, rejects, Path(f"{index_name}.rejects.jsonl"))
     records = read_records(personas_path, reader)
-    persona_vector = resolve_kind(persona_vector, reviews_path)
-    review_texts = read_review_texts(persona_vector, reviews_path, reader)
+    encoder = Encoder(model)
+    persona_vector, reuse = choose_vectors(records, encoder.model_name, persona_vector, reviews_path, evidence_prior)
+    review_texts = None if reuse else read_review_texts(persona_vector, reviews_path, reader)
     report_rejects(reader)
     backend = open_backend(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license)
-    encoder = Encoder(model)
-    backend.attach(encoder.dim, backend.mapping())
+    backend.attach(records[0].vectors.dim if reuse else encoder.dim, backend.mapping())
     failed = failed_docs or Path(f"{index_name}.failed.jsonl")
     tally: dict = {}
-    docs = counted(build_documents(records, encoder, persona_vector=persona_vector, review_texts=review_texts,
-                                   evidence_prior=evidence_prior), tally)
+    docs = counted(make_documents(records, encoder, None, reuse, persona_vector=persona_vector,
+                                  review_texts=review_texts, evidence_prior=evidence_prior), tally)
     write_to_cluster(backend, docs, partial=True, failed_docs=failed, chunk_size=chunk_size,
                      progress=progress and not dry_run, total=len(records), as_json=as_json, dry_run=dry_run)
     warn_fallbacks(tally)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from ..errors import ConfigError, IncompleteRunError
 from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR, PERSONA_VECTOR_KINDS
@@ -123,27 +124,23 @@ def _config(options: dict):
 def _generator_spec(options: dict, spec_class):
     if options["generator"] != "llm":
         for name in ("model", "max_cost"):
-            if options[name] is not None and click.get_current_context().get_parameter_source(name).name == "COMMANDLINE":
+            if click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE:
                 raise ConfigError(f"--{name.replace('_', '-')} only applies to --generator llm "
                                   "(the sentence-transformers model is --embedding-model)")
         return spec_class("extractive", options["seed"], options["embedding_model"])
-    from ..personas.llm.cache import default_cache_dir
     from ..personas.llm.ledger import check_budget
 
     settings = llm_settings(options, options["seed"])
     ledger, cache = llm_parts(options)
     check_budget(ledger, settings.model, options["max_cost"])
     cache_dir = str(cache.directory) if cache.directory is not None else None
-    del default_cache_dir
     return spec_class("llm", options["seed"], options["embedding_model"], settings, cache_dir, ledger.prices)
 
 
 def _cluster_spec(options: dict, generator):
     if options["engine"] is None:
-        given = [name for name in ("url", "index_name") if options[name]]
         if options["index_name"]:
             raise ConfigError("--index is the cluster index: give --engine es or opensearch with it")
-        del given
         return None
     if not options["index_name"]:
         raise ConfigError(f"--engine {options['engine']} needs --index (the cluster index to write)")

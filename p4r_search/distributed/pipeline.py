@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -23,7 +24,7 @@ import ray
 from ray.data import ActorPoolStrategy
 
 from ..encoder import Encoder
-from ..errors import ConfigError
+from ..errors import ConfigError, P4RError
 from ..personas import make_generator
 from .check import check, input_files, where
 from .files import Location, list_names, read_bytes, write_atomically
@@ -33,6 +34,20 @@ from .units import TODO, AssemblyRules
 from .workers import Embed, Generate, GenerateAndEmbed
 
 PARTS = "_parts"
+
+
+class WorkerFailed(P4RError):
+    """A worker raised (a bug, a lost node, a cluster that stopped answering): the job stopped."""
+
+    exit_code = 75  # EX_TEMPFAIL: what finished is kept; a rerun goes on from there
+
+
+def root_cause(exc: BaseException) -> str:
+    """The worker's own exception (the last `Type: message` line of the error's text that is not Ray's)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Unavailable|Failed)\b.*:", line)
+              and not line.startswith("ray.")]
+    return (causes[-1] if causes else lines[-1] if lines else type(exc).__name__)[:500]
 
 
 @dataclass
@@ -105,7 +120,11 @@ def _run(config: PipelineConfig, progress: bool) -> PipelineReport:
     _write_rejects(config, output, checked.rejects)
     coordinator = _coordinator(config)
     todo = where(checked.units, "status", TODO).repartition(target_num_rows_per_block=config.resources.batch_size)
-    counts = _counts(_plan(config, todo, output, parts, coordinator), checked.counts["todo"], progress)
+    try:
+        counts = _counts(_plan(config, todo, output, parts, coordinator), checked.counts["todo"], progress)
+    except ray.exceptions.RayError as exc:
+        raise WorkerFailed(f"a worker failed: {root_cause(exc)}; the finished shards in {config.output} are kept, "
+                           "rerun the same command to go on") from None
     for name in ("generated", "personas", "failed", "stopped", "written", "bulk_failed", "text_fallbacks"):
         setattr(report, name, counts[name])
     report.shards, report.workers = counts["shards"], sorted(counts["workers"])
@@ -145,7 +164,9 @@ def _plan(config: PipelineConfig, todo, output: Location, parts: Location, coord
     generated = todo.map_batches(
         Generate, fn_constructor_kwargs={"spec": gen, "coordinator": coordinator, "threads": res.requests_per_actor,
                                          "max_cost": config.max_cost},
-        compute=ActorPoolStrategy(size=res.concurrency), num_cpus=GENERATE_CPUS, batch_size=res.batch_size)
+        # one batch at a time per actor, so batches spread over the pool instead of queueing behind a slow LLM
+        compute=ActorPoolStrategy(size=res.concurrency, max_tasks_in_flight_per_actor=1), num_cpus=GENERATE_CPUS,
+        batch_size=res.batch_size)
     return generated.map_batches(Embed, fn_constructor_kwargs=embed_args, **pool)
 
 

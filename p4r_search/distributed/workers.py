@@ -31,8 +31,10 @@ from .units import unit_of
 
 
 def rows_of(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """A numpy batch as rows of plain Python values (numpy's int64 is not JSON)."""
     columns = list(batch)
-    return [dict(zip(columns, values)) for values in zip(*(batch[c] for c in columns))]
+    return [{c: v.item() if isinstance(v, np.generic) else v for c, v in zip(columns, values)}
+            for values in zip(*(batch[c] for c in columns))]
 
 
 def columns_of(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, list]:
