@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import ray
+from pyarrow.fs import FileType
 from ray.data import ActorPoolStrategy
 
 from ..encoder import Encoder
@@ -28,7 +29,7 @@ from ..errors import ConfigError, P4RError
 from ..personas import make_generator
 from .check import check, input_files, where
 from .files import Location, list_names, read_bytes, write_atomically
-from .shards import done_hashes
+from .shards import done_hashes, new_run_id
 from .specs import GENERATE_CPUS, PipelineConfig
 from .units import TODO, AssemblyRules
 from .workers import Embed, Generate, GenerateAndEmbed
@@ -133,11 +134,11 @@ def _run(config: PipelineConfig, progress: bool) -> PipelineReport:
         report.rate_limit = ray.get(coordinator.rate_limit_state.remote())
     report.ray = {"address": config.resources.ray_address or "local", "cpus": ray.cluster_resources().get("CPU"),
                   "gpus": ray.cluster_resources().get("GPU", 0)}
-    _merge_parts(parts, "failed-", output.child("failed.jsonl"), keep_empty=False)
+    _merge_parts(parts, "failed-", output.child("failed.jsonl"))
     if config.cluster is not None:
-        _merge_parts(parts, "failed-docs-", Location.parse(str(config.failed_docs)), keep_empty=False)
-    output.filesystem.delete_dir_contents(parts.path, missing_dir_ok=True)
-    output.filesystem.delete_dir(parts.path) if list_names(parts, "", ()) == [] and _exists(parts) else None
+        _merge_parts(parts, "failed-docs-", Location.parse(str(config.failed_docs)))
+    if output.filesystem.get_file_info(parts.path).type == FileType.Directory:
+        output.filesystem.delete_dir(parts.path)
     return report
 
 
@@ -153,7 +154,7 @@ def _coordinator(config: PipelineConfig):
 def _plan(config: PipelineConfig, todo, output: Location, parts: Location, coordinator):
     res, gen = config.resources, config.generator
     embed_args = {"spec": gen, "vectors": config.vectors, "output": output, "parts": parts,
-                  "run_id": _run_id(), "fmt": config.fmt, "cluster": config.cluster,
+                  "run_id": new_run_id(), "fmt": config.fmt, "cluster": config.cluster,
                   "num_gpus": res.num_gpus_per_actor}
     pool = {"compute": ActorPoolStrategy(size=res.encode_actors), "num_cpus": res.cpus_per_actor,
             "batch_size": res.batch_size}
@@ -168,12 +169,6 @@ def _plan(config: PipelineConfig, todo, output: Location, parts: Location, coord
         compute=ActorPoolStrategy(size=res.concurrency, max_tasks_in_flight_per_actor=1), num_cpus=GENERATE_CPUS,
         batch_size=res.batch_size)
     return generated.map_batches(Embed, fn_constructor_kwargs=embed_args, **pool)
-
-
-def _run_id() -> str:
-    from .shards import new_run_id
-
-    return new_run_id()
 
 
 def _counts(dataset, total: int, progress: bool) -> Counter:
@@ -201,18 +196,13 @@ def _write_rejects(config: PipelineConfig, output: Location, rejects: list[dict]
     write_atomically(target, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8"))
 
 
-def _merge_parts(parts: Location, prefix: str, target: Location, *, keep_empty: bool) -> None:
-    """One file from the workers' part files (rewritten each run, like the single-machine failed file)."""
+def _merge_parts(parts: Location, prefix: str, target: Location) -> None:
+    """One file from the workers' part files, or none: rewritten each run, like the single-machine failed file."""
     names = [n for n in list_names(parts, prefix, (".jsonl",)) if prefix != "failed-" or not n.startswith("failed-docs-")]
-    data = b"".join(read_bytes(parts.child(name)) for name in names)
-    if data or keep_empty:
+    if data := b"".join(read_bytes(parts.child(name)) for name in names):
         write_atomically(target, data)
-    elif target.filesystem.get_file_info(target.path).type.name == "File":
+    elif target.filesystem.get_file_info(target.path).type == FileType.File:
         target.filesystem.delete_file(target.path)
-
-
-def _exists(location: Location) -> bool:
-    return location.filesystem.get_file_info(location.path).type.name == "Directory"
 
 
 def report_dict(report: PipelineReport) -> dict:

@@ -122,10 +122,11 @@ class Embed:
 
     def _embed_and_write(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         records = [ItemPersonas.model_validate_json(r["line"]) for r in rows]
-        items = {r["item_id"]: unit_of(r)[0] for r in rows}
+        units = [unit_of(r) for r in rows]
+        items = {item.item_id: item for item, _ in units}
         texts = None
         if self.vectors.kind != "text":
-            texts = {review.review_id: review.text for r in rows for review in unit_of(r)[1]}
+            texts = {review.review_id: review.text for _, reviews in units for review in reviews}
         docs = list(build_documents(records, self.encoder, items, batch_items=len(records),
                                     persona_vector=self.vectors.kind, review_texts=texts,
                                     evidence_prior=self.vectors.evidence_prior))
