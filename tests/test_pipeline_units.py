@@ -99,3 +99,17 @@ def test_busiest_window_counts_the_most_grants_in_any_minute():
     assert busiest_window([]) == 0
     assert busiest_window([0.0, 59.9, 60.0, 119.0, 119.5]) == 4  # 59.9 to 119.5
     assert busiest_window([0.0, 61.0, 122.0]) == 1
+
+
+def test_parquet_rows_read_as_the_jsonl_lines_they_were_made_from(tmp_path):
+    """A struct column holds every key of every row; a key a row did not have must not come back as null."""
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    items = [{"item_id": "a", "title": "A", "attributes": {"color": "red"}},
+             {"item_id": "b", "title": "B", "categories": ["Tops"], "attributes": {"size": "M"}}]
+    pq.write_table(pj.read_json(write(tmp_path / "items.jsonl", items)), tmp_path / "items.parquet")  # union schema
+    source = {"kind": ITEM, "number": 0, "uri": str(tmp_path / "items.parquet"),
+              "path": str(tmp_path / "items.parquet"), "shown": "items.parquet"}
+    rows = list(read_rows(source))
+    assert [json.loads(r["raw"]) for r in rows] == items and [r["line"] for r in rows] == [1, 2]

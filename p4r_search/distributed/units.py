@@ -60,8 +60,14 @@ def _parquet_rows(location: Location) -> Iterator[tuple[int, bytes]]:
         for batch in pq.ParquetFile(fh).iter_batches(batch_size=4096):
             for row in batch.to_pylist():
                 number += 1
-                clean = {k: v for k, v in row.items() if v is not None}
-                yield number, json.dumps(clean, ensure_ascii=False, default=str).encode("utf-8")
+                yield number, json.dumps(_without_nulls(row), ensure_ascii=False, default=str).encode("utf-8")
+
+
+def _without_nulls(value):
+    """A Parquet struct column has every key of every row: a key a row did not have reads as None."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def reject(row: dict[str, Any], reason: str, *, hint: str | None = None, raw: bool = True, order: int = 0) -> dict:
