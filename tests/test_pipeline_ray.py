@@ -202,6 +202,33 @@ def llm_args(llm_server, tmp_path) -> list:
 
 
 
+
+def test_documents_a_cluster_refuses_go_to_the_failed_docs_file_and_a_rerun_sends_them(subset, tmp_path):
+    """The cluster here is tests/loopback_cluster.py, a stand-in that answers bulk items as scripted (a real
+    cluster does not refuse one document on demand): one item refused for good (400), one throttled twice
+    (429, then written by the retries of the single-machine bulk code)."""
+    from loopback_cluster import LoopbackCluster
+
+    ids = [json.loads(line)["item_id"] for line in subset["items"].read_text().splitlines()]
+    cluster = LoopbackCluster("es", max_lifetime=900, rejected={ids[0]}, throttled={ids[1]: (429, 2)}).start()
+    try:
+        args = ["--engine", "es", "--url", cluster.url, "--index", "shop", "--failed-docs", tmp_path / "failed.jsonl",
+                "--num-cpus", "3"]
+        summary, result = pipeline(subset["items"], subset["reviews"], tmp_path / "out", *args, expect=75)
+        refused = [json.loads(line) for line in (tmp_path / "failed.jsonl").read_text().splitlines()]
+        assert (summary["written"], summary["bulk_failed"], summary["generated"]) == (11, 1, 11)
+        assert [(r["item_id"], r["status"]) for r in refused] == [(ids[0], 400)]
+        assert ids[0] not in shards(tmp_path / "out") and ids[1] in cluster.docs["shop"]
+        assert "rerun the same command" in result.stderr
+
+        cluster.rejected.clear()
+        again, _ = pipeline(subset["items"], subset["reviews"], tmp_path / "out", *args)
+    finally:
+        cluster.stop()
+    assert (again["skipped"], again["generated"], again["written"]) == (11, 1, 1)
+    assert set(cluster.docs["shop"]) == set(ids) and not (tmp_path / "failed.jsonl").exists()
+
+
 def test_the_readme_pipeline_commands_run_as_written(subset, tmp_path):
     """The README block marked `readme-pipeline`, in a scratch folder whose examples/ is the 12-item subset."""
     from conftest import ROOT

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
@@ -35,7 +35,7 @@ ROWS_PER_PARTITION = 50_000
 @dataclass
 class Checked:
     units: Any  # a materialized Dataset of outcome rows (status todo / skipped / reject / ignored)
-    counts: Counter = field(default_factory=Counter)  # items and reviews read, outcome statuses
+    counts: Counter = field(default_factory=Counter)  # units by status
     rejects: list[dict] = field(default_factory=list)  # in the order the single-machine loader meets them
 
 
@@ -54,18 +54,16 @@ def check(files: list[InputFile], rules: AssemblyRules, *, skip_invalid: bool) -
     duplicates = (where(good, "kind", REVIEW).groupby("review_id", num_partitions=partitions)
                   .map_groups(_duplicates_of_group, batch_format="numpy").take_all())
     duplicates = [json.loads(d["reject"]) for d in duplicates]
-    rules = AssemblyRules(rules.info, rules.items_shown, rules.ignore_unknown_items, rules.done,
-                          frozenset((r["sort"][1], r["sort"][2]) for r in duplicates))
+    rules = replace(rules, dropped_reviews=frozenset((r["sort"][1], r["sort"][2]) for r in duplicates))
     units = (good.groupby("key", num_partitions=partitions)
              .map_groups(_assemble_group, fn_kwargs={"rules": rules}, batch_format="numpy").materialize())
-    counts = Counter({f"{kind}_lines": n for kind, n in _line_counts(rows).items()})
-    del rows, good
-    tallies = units.map_batches(_tally, batch_format="numpy").take_all()
+    del rows, good  # the units hold what is needed from here on
+    counts: Counter = Counter()
     found = bad + duplicates
-    for tally in tallies:
+    for tally in units.map_batches(_tally, batch_format="numpy").take_all():
         counts.update(json.loads(tally["counts"]))
         found += json.loads(tally["rejects"])
-    found.sort(key=lambda r: (r["sort"][0], r["sort"][1], r["sort"][2]))
+    found.sort(key=lambda r: tuple(r["sort"]))
     if found and not skip_invalid:
         raise as_error(found[0])
     return Checked(units, counts, found)
@@ -81,14 +79,6 @@ def where(dataset, column: str, value: str, *, equal: bool = True):
         return table.filter(mask if equal else pc.invert(mask))
 
     return dataset.map_batches(keep, batch_format="pyarrow", batch_size=None)
-
-
-def _line_counts(rows) -> Counter:
-    counts: Counter = Counter()
-    for tally in rows.map_batches(lambda b: {"kind": list(Counter(b["kind"]).keys()),
-                                             "n": list(Counter(b["kind"]).values())}, batch_format="numpy").take_all():
-        counts[tally["kind"]] += int(tally["n"])
-    return counts
 
 
 def _duplicates_of_group(batch: dict) -> dict:
