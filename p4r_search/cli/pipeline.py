@@ -175,7 +175,8 @@ def _print(report, summary: dict, as_json: bool) -> None:
         click.echo(f"total cost: {'unpriced' if cost is None else f'${cost:.4f}'}", err=True)
     click.echo(f"{report.generated} item(s) generated ({report.personas} personas), {report.skipped} already done, "
                f"{report.failed} failed, {report.stopped} not started, in {report.shards} shard(s) in "
-               f"{summary['output']} by {len(report.workers)} worker(s), {report.seconds:.1f} s")
+               f"{summary['output']} by {len({w.split(' ', 1)[1] for w in report.workers})} worker(s), "
+               f"{report.seconds:.1f} s")
 
 
 def _raise_if_incomplete(report, config) -> None:
