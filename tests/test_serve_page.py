@@ -59,7 +59,10 @@ def recommend(page, *, user: str | None = None, text: str | None = None, **field
     for name, value in fields.items():
         target = page.get_by_test_id(name)
         target.select_option(value) if name in ("mode", "fusion") else target.fill(value)
-    page.get_by_test_id("submit").click()
+    with page.expect_response(lambda response: "/v1/recommend" in response.url):
+        page.get_by_test_id("submit").click()
+    # the button is disabled until the answer is drawn: reading sooner could return the previous answer's hits
+    expect(page.get_by_test_id("submit")).to_be_enabled()
     expect(page.get_by_test_id("summary")).to_contain_text("items")
     return page.get_by_test_id("hit").evaluate_all("hits => hits.map(h => h.dataset.itemId)")
 
