@@ -83,12 +83,8 @@ class Generate:
         try:
             made = self.generator.generate(item, reviews)
         except GenerationFailed as failure:
-            record = {"item_id": failure.item_id, "error": failure.reason, "attempts": failure.attempts,
-                      "input_hash": row["input_hash"]}
-            return out | {"failure": json.dumps(record, ensure_ascii=False)}
-        line = ItemPersonas(item_id=item.item_id, personas=made.personas, generator=self.generator.info,
-                            input_hash=row["input_hash"], used_review_ids=made.used_review_ids, notes=made.notes)
-        return out | {"line": line.model_dump_json(exclude_none=True)}
+            return out | {"failure": json.dumps(failure.record(row["input_hash"]), ensure_ascii=False)}
+        return out | {"line": made.line(item.item_id, self.generator.info, row["input_hash"]).model_dump_json(exclude_none=True)}
 
     def _over_budget(self) -> bool:
         if self.max_cost is None:

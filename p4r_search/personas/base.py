@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import P4RError
-from ..models import GeneratorInfo, Item, Persona, Review
+from ..models import GeneratorInfo, Item, ItemPersonas, Persona, Review
 
 SNIPPET_CHARS = 240
 
@@ -22,6 +22,11 @@ class Generated:
     used_review_ids: list[str]
     notes: list[str] = field(default_factory=list)
 
+    def line(self, item_id: str, info: GeneratorInfo, input_hash: str) -> ItemPersonas:
+        """The personas line of the item (what `p4r personas generate` appends)."""
+        return ItemPersonas(item_id=item_id, personas=self.personas, generator=info, input_hash=input_hash,
+                            used_review_ids=self.used_review_ids, notes=self.notes)
+
 
 class GenerationFailed(P4RError):
     """One item could not be given personas (after retries); the run records it and goes on."""
@@ -29,6 +34,10 @@ class GenerationFailed(P4RError):
     def __init__(self, item_id: str, reason: str, attempts: int | None = None):
         self.item_id, self.reason, self.attempts = item_id, reason, attempts
         super().__init__(f"item {item_id!r}: {reason}")
+
+    def record(self, input_hash: str) -> dict:
+        """The line of the failed-items file."""
+        return {"item_id": self.item_id, "error": self.reason, "attempts": self.attempts, "input_hash": input_hash}
 
 
 class PersonaGenerator(Protocol):

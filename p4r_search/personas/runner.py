@@ -117,9 +117,7 @@ def generate_personas(
                 failures.add(outcome, digest)
                 report.failed += 1
                 continue
-            append_line(fh, ItemPersonas(item_id=item.item_id, personas=outcome.personas, generator=generator.info,
-                                         input_hash=digest, used_review_ids=outcome.used_review_ids,
-                                         notes=outcome.notes))
+            append_line(fh, outcome.line(item.item_id, generator.info, digest))
             report.generated += 1
             report.personas += len(outcome.personas)
     failures.close()
@@ -177,9 +175,7 @@ class _FailureLog:
     def add(self, failure: GenerationFailed, digest: str) -> None:
         if self._fh is None:
             self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
-        record = {"item_id": failure.item_id, "error": failure.reason, "attempts": failure.attempts,
-                  "input_hash": digest}
-        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.write(json.dumps(failure.record(digest), ensure_ascii=False) + "\n")
         self._fh.flush()
 
     def close(self) -> None:
