@@ -8,7 +8,9 @@ rrf: sum over lists of weight / (rank_constant + rank), ranks starting at 1.
 candidate fusion (rerank a caller's ordered candidates): (1 - w) * rank part + w * score part, where the
 candidate at 0-based position r of k has rank part 1 - r / (k - 1) and the score is min-max normalised over
 the candidates (0 when all are equal). Both lie in [0, 1]: w = 0 keeps the caller's order, w = 1 is the
-persona score alone. `p4r eval loo` tunes w on validation with this same function.
+persona score alone. With the caller's own scores of the candidates, the rank part is their min-max
+normalised score instead (`candidate_score_fusion`: a generator's score says how far ahead a candidate is,
+which its rank does not). `p4r eval loo` tunes w on validation with these same functions.
 """
 
 from __future__ import annotations
@@ -53,7 +55,17 @@ def candidate_fusion(scores: np.ndarray, weight: float) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
     k = scores.shape[1]
     rank_part = 1.0 - np.arange(k) / max(k - 1, 1)
-    low, high = scores.min(axis=1, keepdims=True), scores.max(axis=1, keepdims=True)
+    return (1 - weight) * rank_part[None, :] + weight * row_minmax(scores)
+
+
+def candidate_score_fusion(candidate_scores: np.ndarray, scores: np.ndarray, weight: float) -> np.ndarray:
+    """(rows, k) (1 - w) * min-max of the caller's candidate scores + w * min-max of the persona scores."""
+    return (1 - weight) * row_minmax(candidate_scores) + weight * row_minmax(scores)
+
+
+def row_minmax(values: np.ndarray) -> np.ndarray:
+    """Each row min-max scaled to [0, 1]; a row without spread is 0."""
+    values = np.asarray(values, dtype=np.float64)
+    low, high = values.min(axis=1, keepdims=True), values.max(axis=1, keepdims=True)
     spread = high > low
-    score_part = np.where(spread, (scores - low) / np.where(spread, high - low, 1.0), 0.0)
-    return (1 - weight) * rank_part[None, :] + weight * score_part
+    return np.where(spread, (values - low) / np.where(spread, high - low, 1.0), 0.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -11,7 +13,7 @@ from pydantic import BaseModel
 from .backends.base import Backend
 from .encoder import Encoder, TextEncoder
 from .errors import ConfigError, NotFoundError
-from .fusion import candidate_fusion
+from .fusion import candidate_fusion, candidate_score_fusion
 from .models import Hit, MatchedPersona
 from .profile import (
     ProfileConfig,
@@ -55,6 +57,7 @@ class SearchOptions:
     filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
     candidate_ids: tuple[str, ...] | None = None
     candidate_weight: float | None = None  # with candidate_ids in the caller's order: fuse that order in
+    candidate_scores: tuple[float, ...] | None = None  # the caller's scores of candidate_ids: fused instead of ranks
     include_seen: bool = False
 
     def __post_init__(self) -> None:
@@ -64,6 +67,8 @@ class SearchOptions:
                               "mode 'exact' scores personas alone")
         if not self.keywords and self.mode in KEYWORD_MODES:
             raise ConfigError(f"mode {self.mode.value!r} needs keywords (--query)")
+        if self.candidate_scores is not None:
+            self._check_candidate_scores()
         if self.candidate_weight is None:
             return
         if not 0 <= self.candidate_weight <= 1:
@@ -72,6 +77,17 @@ class SearchOptions:
             raise ConfigError("a candidate weight needs candidates (--candidates), in your ranking's order")
         if self.keywords:
             raise ConfigError("a candidate weight reranks by persona score alone; it cannot take keywords")
+
+    def _check_candidate_scores(self) -> None:
+        scores = tuple(float(x) for x in self.candidate_scores)
+        object.__setattr__(self, "candidate_scores", scores)
+        if self.candidate_weight is None:
+            raise ConfigError("candidate scores are fused with the persona score: they need a candidate weight")
+        if not self.candidate_ids or len(scores) != len(self.candidate_ids):
+            raise ConfigError(f"{len(scores)} candidate score(s) for {len(self.candidate_ids or ())} candidate(s): "
+                              "give one score per candidate, in the same order")
+        if not all(math.isfinite(x) for x in scores):
+            raise ConfigError("candidate scores must be finite numbers")
 
     @property
     def query_mode(self) -> Mode:
@@ -250,18 +266,28 @@ class Recommender:
 
     def _rerank_candidates(self, user: UserInput, options: SearchOptions) -> list[Hit]:
         """The caller's candidates, in the caller's order, fused with their persona scores:
-        (1 - w) * rank part + w * min-max persona score (fusion.candidate_fusion), best first."""
-        exact = replace(options, mode=Mode.EXACT, k=len(options.candidate_ids), candidate_weight=None)
+        (1 - w) * rank part + w * min-max persona score (fusion.candidate_fusion), best first; with the
+        caller's scores, their min-max in place of the rank part (fusion.candidate_score_fusion)."""
+        exact = replace(options, mode=Mode.EXACT, k=len(options.candidate_ids), candidate_weight=None,
+                        candidate_scores=None)
         hits = {h.item_id: h for h in self.backend.search(self.query(user, exact))}
+        given: dict[str, float | None] = {}
+        for item_id, score in zip(options.candidate_ids, options.candidate_scores or [None] * len(options.candidate_ids)):
+            given.setdefault(item_id, score)
         order = [i for i in dict.fromkeys(options.candidate_ids) if i in hits]
         if not order:
             return []
         cosines = np.array([[hits[i].score for i in order]])
-        fused = candidate_fusion(cosines, options.candidate_weight)[0]
+        if options.candidate_scores is None:
+            fused = candidate_fusion(cosines, options.candidate_weight)[0]
+        else:
+            fused = candidate_score_fusion(np.array([[given[i] for i in order]]), cosines, options.candidate_weight)[0]
         ranked = sorted(range(len(order)), key=lambda n: -fused[n])  # stable: ties keep the caller's order
         return [hits[order[n]].model_copy(update={
             "score": float(fused[n]),
-            "scores": {"cosine": hits[order[n]].score, "candidate_rank": float(n + 1), "fused": float(fused[n])},
+            "scores": {"cosine": hits[order[n]].score, "candidate_rank": float(n + 1),
+                       **({"candidate_score": float(given[order[n]])} if options.candidate_scores else {}),
+                       "fused": float(fused[n])},
         }) for n in ranked[: options.k]]
 
     def explain(self, user: UserInput, item_id: str) -> Explanation:

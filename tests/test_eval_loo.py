@@ -12,8 +12,10 @@ from p4r_search.evaluation.data import load_eval_data
 from p4r_search.evaluation.split import leave_one_out
 from p4r_search.io import LineReader
 
-GENERATORS = ("popularity", "bpr", "als")
-RERANKERS = ("none", "cf", "bm25", "persona", "single", "fusion")
+GENERATORS = ("popularity", "bpr", "als", "ease", "rp3beta", "itemknn", "sasrec")
+FUSIONS = ("fusion", "fusion-score", "fusion-evidence")
+RERANKERS = ("none", "cf", "bm25", "persona", "single", *FUSIONS)
+LEARNED = ("ltr", "ltr-no-persona", "ltr-cf")
 METRICS = [f"{m}@{k}" for m in ("HR", "MRR", "NDCG") for k in (5, 10, 20)]
 
 
@@ -41,17 +43,21 @@ def test_report_shape(loo_run):
     assert len(keys) == len(set(keys)), "one row per (task, split, candidates, reranker)"
     expected = {("loo", s, c, r) for s in ("validation", "test") for c in GENERATORS for r in RERANKERS}
     expected |= {("loo", s, "none", r) for s in ("validation", "test") for r in ("persona", "single", "bm25")}
+    expected |= {("loo", s, "pool", r) for s in ("validation", "test") for r in LEARNED}
     assert set(keys) == expected
     for r in report["results"]:
         assert all(0 <= r[m] <= 1 for m in METRICS), r
     config = report["config"]
     assert config["persona_generator"]["name"] == "extractive"
     assert config["seeds"] == {"generator": 0, "cf": 0, "training": 0}
-    assert set(config["cf_params"]) == {"bpr", "als"}
+    assert set(config["generator_params"]) == set(GENERATORS)
+    assert config["learned_reranker"]["pool"]["mean_size"] >= 20
     assert config["counts"]["users_evaluated"] > 100
     summary = report["summary"]
-    assert summary["strongest_generator"] in GENERATORS and summary["best_persona_reranker"] in ("persona", "fusion")
-    assert "## Headline (test)" in printed and "| als | persona |" in printed
+    assert summary["strongest_generator"] in GENERATORS
+    assert summary["best_persona_reranker"] in ("persona", *FUSIONS, "ltr")
+    assert "## Headline (test)" in printed and "| als | persona |" in printed and "| pool | ltr |" in printed
+    assert "## Each lever over the strongest generator" in printed and "Segments of the chosen reranker" in printed
     assert (out / "results.md").read_text().startswith("# Leave-one-out evaluation")
 
 
@@ -66,9 +72,10 @@ def test_every_variant_is_tuned_and_reported_with_the_headline_interval(loo_run)
     for r in report["ablation"]:
         found.setdefault((r["candidates"], r["reranker"]), set()).add((r["profile"], r["encoder"], r["persona_vector"]))
     assert found == {(strongest, "persona"): variants, (strongest, "single"): variants,
-                     (strongest, "fusion"): variants, ("none", "persona"): variants, ("none", "single"): variants}
+                     **{(strongest, f): variants for f in FUSIONS},
+                     ("none", "persona"): variants, ("none", "single"): variants}
     for r in report["results"]:
-        if r["reranker"] in ("persona", "single", "fusion"):
+        if r["reranker"] in ("persona", "single", *FUSIONS):
             assert {"profile", "encoder", "persona_vector", "N", "gamma"} <= r["params"].keys()
     persona = row(report["results"], "test", strongest, "persona")["params"]
     single = row(report["results"], "test", strongest, "single")["params"]
@@ -79,8 +86,16 @@ def test_every_variant_is_tuned_and_reported_with_the_headline_interval(loo_run)
     assert interval["cases"] == report["config"]["counts"]["users_evaluated"]
     start = summary["start_with"]
     assert start["profile_source"] in ("items", "reviews", "both") and start["encoder"] in ("untrained", "trained")
-    if summary["best_persona_reranker"] == "fusion":
+    if summary["best_persona_reranker"] in FUSIONS:
         assert 0 <= start["candidate_weight"] <= 1
+    levers = summary["levers"]
+    assert {f"{strongest}/{r}" for r in ("persona", *FUSIONS)} | {f"pool/{r}" for r in LEARNED} == set(levers)
+    for lever in levers.values():
+        low, high = lever["lift_ci95"]["ci95"]
+        assert low <= lever["lift_ci95"]["difference"] <= high
+    for lever, segments in summary["segments"].items():
+        assert sum(s["cases"] for s in segments if s["segment"].startswith(("target", ))) == interval["cases"]
+        assert sum(s["cases"] for s in segments if s["segment"].startswith("history")) == interval["cases"]
     heads = report["config"]["training"]["heads"]
     assert len(heads) == 9 and all(h["losses"][-1] < h["losses"][0] for h in heads.values())
     assert (out / "encoder" / "modules.json").is_file() == (start["encoder"] == "trained")
@@ -98,12 +113,12 @@ def test_rerankers_reorder_the_same_top_20(loo_run):
 
 
 @needs_amazon
-def test_tuned_cf_beats_popularity(loo_run):
+def test_the_strongest_generator_is_chosen_on_validation_and_beats_popularity(loo_run):
     _, out, _ = loo_run
     report = json.loads((out / "results.json").read_text())
     results = report["results"]
     popularity = row(results, "test", "popularity", "none")
-    best_cf = max(("bpr", "als"), key=lambda g: row(results, "validation", g, "none")["NDCG@10"])
+    best_cf = max(GENERATORS, key=lambda g: row(results, "validation", g, "none")["NDCG@10"])
     assert row(results, "test", best_cf, "none")["NDCG@10"] > popularity["NDCG@10"]
     assert report["summary"]["strongest_generator"] == best_cf
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from p4r_search.evaluation.candidates import CFParams, cf_scores, interaction_matrix, popularity_scores, top_k
-from p4r_search.evaluation.rerankers import fuse, fused_order, max_sim, rerank
+from p4r_search.evaluation.candidates import interaction_matrix, popularity_scores, top_k
+from p4r_search.evaluation.generators import GeneratorSpec, TrainingData, scores
+from p4r_search.evaluation.rerankers import evidence_fused_order, fuse, fused_order, max_sim, rerank, score_fused_order
 from p4r_search.evaluation.variants import HistoryTable
 from p4r_search.evaluation.vectors import PersonaVectors
 from p4r_search.profile import ProfileConfig, history_profile, item_vector
@@ -52,6 +53,30 @@ def test_fusion_runs_from_the_generator_order_to_the_score_order():
                                                0.5 * 1 / 3 + 0.5 * 0.25, 0.5 * 0 + 0.5 * 1])
 
 
+def test_score_fusion_runs_from_the_generator_scores_to_the_persona_scores():
+    candidates = np.array([[0, 1, 2, 3]])
+    generator = np.array([[0.9, 0.5, 0.45, 0.0]])  # item 0 far ahead, 1 and 2 nearly tied
+    persona = np.array([[0.0, 0.1, 0.8, 0.3]])
+    assert score_fused_order(candidates, persona, generator, 0.0).tolist() == [[0, 1, 2, 3]]
+    assert score_fused_order(candidates, persona, generator, 1.0).tolist() == [[2, 3, 1, 0]]
+    # where the rank fusion moves item 2 past item 0 at w = 0.5, the scores keep item 0 ahead of it
+    assert fused_order(candidates, persona, 0.5).tolist()[0][0] == 2
+    assert score_fused_order(candidates, persona, generator, 0.5).tolist() == [[2, 0, 1, 3]]
+
+
+def test_evidence_fusion_lets_personas_move_long_tail_items_and_leaves_popular_ones():
+    candidates = np.array([[0, 1, 2, 3]])
+    persona = np.array([[0.0, 0.1, 0.2, 0.9]])
+    evidence = np.array([1000.0, 1000.0, 1000.0, 0.0])  # items 0-2 are popular, item 3 has no interactions
+    assert evidence_fused_order(candidates, persona, evidence, 1.0, half=1.0).tolist() == [[3, 0, 1, 2]]
+    popular = np.full(4, 1000.0)
+    assert evidence_fused_order(candidates, persona, popular, 1.0, half=1.0).tolist() == [[0, 1, 2, 3]]
+    # with no CF evidence anywhere it is the rank fusion
+    none = np.zeros(4)
+    assert evidence_fused_order(candidates, persona, none, 0.5, half=3.0).tolist() == \
+        fused_order(candidates, persona, 0.5).tolist()
+
+
 def test_max_sim_and_profiles_agree_with_the_package_scorer():
     rng = np.random.default_rng(0)
     sizes = [3, 1, 2, 4]
@@ -71,6 +96,7 @@ def test_popularity_counts_users_and_cf_fits_repeat_with_a_seed():
     histories = [[0, 1], [0, 2], [0, 1, 3], [1, 2], [0, 3], [2, 3]]
     train = interaction_matrix(histories, 5)
     assert popularity_scores(train, 2)[1].tolist() == [4, 3, 3, 3, 0]
-    for params in (CFParams("bpr", {"factors": 4, "iterations": 20}), CFParams("als", {"factors": 4})):
-        first, again = cf_scores(params, train, 6, seed=3), cf_scores(params, train, 6, seed=3)
+    data = TrainingData(train, histories)
+    for spec in (GeneratorSpec("bpr", {"factors": 4, "iterations": 20}), GeneratorSpec("als", {"factors": 4})):
+        first, again = scores(spec, data, 6, seed=3), scores(spec, data, 6, seed=3)
         assert first.shape == (6, 5) and np.array_equal(first, again)

@@ -16,9 +16,10 @@ from p4r_search.clusters.model import Cluster, Distribution
 from p4r_search.documents import build_documents
 from p4r_search.errors import ChoiceError, ConfigError
 from p4r_search.evaluation.metrics import evaluate
-from p4r_search.evaluation.protocol import Evaluator, Fold
+from p4r_search.evaluation.folds import Evaluator, Fold
+from p4r_search.evaluation.rerankers import score_fused_order
 from p4r_search.evaluation.variants import HistoryTable
-from p4r_search.fusion import candidate_fusion
+from p4r_search.fusion import candidate_fusion, candidate_score_fusion
 from p4r_search.models import ItemPersonas
 from p4r_search.persona_vectors import embed_personas
 from p4r_search.profile import ProfileConfig, history_profile, interaction_vector, item_vector
@@ -153,6 +154,34 @@ def test_candidate_fusion_runs_from_the_callers_order_to_the_persona_order(subse
     assert top.scores["candidate_rank"] == candidates.index(top.item_id) + 1 and top.persona is not None
     with pytest.raises(ConfigError, match="needs candidates"):
         SearchOptions(candidate_weight=0.5)
+
+
+def test_candidate_score_fusion_fuses_the_callers_scores_as_the_evaluation_tuned_them(subset_index, encoder):
+    recommender = Recommender(EmbeddedBackend(subset_index), encoder=encoder)
+    user = UserInput(text="a petite dress that fits")
+    candidates = tuple(EmbeddedBackend(subset_index).item_ids()[:6])
+    given = (9.0, 1.0, 8.5, 0.5, 0.4, 0.0)  # the team's own scores: two clear leaders, in the order 0, 2
+    exact = {h.item_id: h.score for h in recommender.recommend(user, SearchOptions(k=6, mode="exact",
+                                                                                    candidate_ids=candidates))}
+    hits = recommender.recommend(user, SearchOptions(k=6, candidate_ids=candidates, candidate_weight=0.0,
+                                                     candidate_scores=given))
+    assert [h.item_id for h in hits][:2] == [candidates[0], candidates[2]]
+    mixed = recommender.recommend(user, SearchOptions(k=6, candidate_ids=candidates, candidate_weight=0.4,
+                                                      candidate_scores=given))
+    fused = candidate_score_fusion(np.array([given]), np.array([[exact[i] for i in candidates]]), 0.4)[0]
+    assert [h.item_id for h in mixed] == [candidates[n] for n in np.argsort(-fused, kind="stable")]
+    assert mixed[0].scores["candidate_score"] == given[candidates.index(mixed[0].item_id)]
+    assert mixed[0].score == pytest.approx(float(fused.max()))
+    # the evaluation's fusion-score is this function: the weight it tunes is the one to pass here
+    order = score_fused_order(np.arange(6)[None, :], np.array([[exact[i] for i in candidates]]),
+                              np.array([given]), 0.4)
+    assert [candidates[n] for n in order[0]] == [h.item_id for h in mixed]
+    for bad, why in (((1.0, 2.0), "one score per candidate"), ((float("inf"),) * 6, "finite"),
+                     ((float("nan"),) * 6, "finite")):
+        with pytest.raises(ConfigError, match=why):
+            SearchOptions(candidate_ids=candidates, candidate_weight=0.5, candidate_scores=bad)
+    with pytest.raises(ConfigError, match="need a candidate weight"):
+        SearchOptions(candidate_ids=candidates, candidate_scores=given)
 
 
 @pytest.mark.parametrize("cluster", [Cluster(Distribution.ELASTICSEARCH, (8, 17, 0), "basic"),

@@ -3,6 +3,8 @@ Every answer is checked against the library called in-process on the same index.
 
 from __future__ import annotations
 
+import json
+
 import concurrent.futures
 import os
 import signal
@@ -72,6 +74,21 @@ def test_candidates_in_the_callers_order(http, library, subset):
     user = UserInput(history=history_of(subset, "demo-casual-denim"))
     options = SearchOptions(k=6, candidate_ids=tuple(items), candidate_weight=0.3)
     same_hits(answer, library.recommend(user, options))
+
+
+def test_candidate_scores_fused_as_the_library_and_refused_when_not_finite(http, library, subset):
+    items = [i["item_id"] for i in read_jsonl(subset["items"])][:5]
+    scores = [5.0, 4.0, 0.5, 0.2, 0.1]
+    body = {"history": list(history_of(subset, "demo-casual-denim")), "candidates": items, "candidate_weight": 0.3,
+            "candidate_scores": scores, "k": 5}
+    answer = http.post("/v1/recommend", json=body)
+    assert answer.status_code == 200
+    options = SearchOptions(k=5, candidate_ids=tuple(items), candidate_weight=0.3, candidate_scores=tuple(scores))
+    same_hits(answer.json(), library.recommend(UserInput(history=history_of(subset, "demo-casual-denim")), options))
+    for bad in ("[1.0, 2.0]", "[1.0, 2.0, 3.0, 4.0, 1e400]", "[1.0, 2.0, 3.0, 4.0, Infinity]"):
+        text = json.dumps({**body, "candidate_scores": "BAD"}).replace('"BAD"', bad)
+        refused = http.post("/v1/recommend", content=text, headers={"content-type": "application/json"})
+        assert refused.status_code == 422, refused.text
 
 
 def test_explain_equals_the_library(http, library, subset):

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR
+from ..evaluation.names import DEFAULT_GENERATORS, GENERATOR_KINDS
 from ..personas import GENERATORS
 from ..training.head import POSITIVES, HeadSettings
 from .app import cli
@@ -46,16 +47,22 @@ def evaluate() -> None:
               help="Training steps per head at most, whatever the epochs (0: no cap).")
 @click.option("--train-positive", type=click.Choice(POSITIVES), default="persona", show_default=True,
               help="Training positive: the persona the user's review supports, or the item's best persona.")
+@click.option("--generators", "generators", default=",".join(DEFAULT_GENERATORS), show_default=True,
+              callback=lambda ctx, param, value: parse_generators(value),
+              help=f"Candidate generators, comma-separated, from: {', '.join(GENERATOR_KINDS)}.")
+@click.option("--learned-reranker/--no-learned-reranker", default=True, show_default=True,
+              help="Also train and measure the LightGBM LambdaRank reranker over every generator's top 20.")
 @skip_invalid_option
 @progress_option
 @click.option("--json", "as_json", is_flag=True, help="Print results.json instead of the table.")
 def loo(data_dir, out, work, generator, model, seed, min_rating, evidence_prior, train, train_epochs, train_steps, train_positive,
-        skip_invalid, progress, as_json):
+        generators, learned_reranker, skip_invalid, progress, as_json):
     """Leave-one-out: per user, the last positive interaction is test, the one before it validation.
 
-    Candidates (top 20, history excluded) come from popularity and CF (implicit BPR and ALS, tuned on
-    validation); they are reranked by persona max-sim, a single-vector item embedding, BM25 of the
-    user's reviews, the CF score, and a fusion of the generator's rank with the persona score. Persona
+    Candidates (top 20, history excluded) come from popularity, implicit's BPR and ALS, EASE, RP3beta,
+    item-kNN and SASRec, each tuned on validation; they are reranked by persona max-sim, a single-vector
+    item embedding, BM25 of the user's reviews, the CF score, fusions of the generator's rank or score
+    with the persona score, and a LightGBM LambdaRank model over the union of the top 20s. Persona
     max-sim, single-vector and BM25 also rank the full catalog (candidates "none"). Every variant
     (profile source × encoder, untrained or trained here × persona vector kind), N, gamma and the fusion
     weight are tuned on validation; test is measured once at the choice. Personas, embeddings and training
@@ -72,7 +79,7 @@ def loo(data_dir, out, work, generator, model, seed, min_rating, evidence_prior,
     data = load_eval_data(data_dir, reader)
     report_rejects(reader)
     settings = LooSettings(generator=generator, seed=seed, min_rating=min_rating, train=train,
-                           evidence_prior=evidence_prior,
+                           evidence_prior=evidence_prior, generators=generators, learned_reranker=learned_reranker,
                            head=HeadSettings(epochs=train_epochs, max_steps=train_steps or None, seed=seed,
                                              positive=train_positive))
     encoder = Encoder(model)
@@ -86,6 +93,14 @@ def loo(data_dir, out, work, generator, model, seed, min_rating, evidence_prior,
     else:
         click.echo(markdown(report))
         click.echo(f"written to {json_path} and {md_path}")
+
+
+def parse_generators(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    unknown = [n for n in names if n not in GENERATOR_KINDS]
+    if unknown or not names:
+        raise click.BadParameter(f"{', '.join(unknown) or 'none given'}: choose from {', '.join(GENERATOR_KINDS)}")
+    return names
 
 
 def save_chosen_encoder(report, base_model: str, data_dir: Path, folder: Path) -> Path:

@@ -55,10 +55,13 @@ OPTIONS = [
     click.option("--candidate-weight", type=click.FloatRange(0, 1), default=None,
                  help="Fuse --candidates' order (your ranking, best first) with the persona score: "
                       "(1 - W) * rank part + W * persona part. `p4r eval loo` reports the W to start with."),
+    click.option("--candidate-scores", default=None, metavar="S,S,…",
+                 help="Your ranking's scores of --candidates (same order): their min-max replaces the rank part, "
+                      "(1 - W) * score part + W * persona part (p4r eval loo's fusion-score). Needs --candidate-weight."),
     click.option("--include-seen", is_flag=True, help="Allow items from the user's history."),
 ]
 NAMES = ("keywords", "k", "mode", "num_candidates", "window", "fusion", "persona_weight", "keyword_weight",
-         "filters", "candidates", "candidate_weight", "include_seen")
+         "filters", "candidates", "candidate_weight", "candidate_scores", "include_seen")
 
 
 def search_options(f):
@@ -76,14 +79,15 @@ def search_options(f):
 
 
 def build(ctx: click.Context, *, keywords, k, mode, num_candidates, window, fusion, persona_weight, keyword_weight,
-          filters, candidates, candidate_weight, include_seen) -> SearchOptions:
+          filters, candidates, candidate_weight, candidate_scores, include_seen) -> SearchOptions:
     refuse_idle_options(ctx, keywords, mode)
     return SearchOptions(
         k=k, num_candidates=candidate_count(mode, num_candidates, window), mode=mode,
         keywords=keywords, fusion=fusion, persona_weight=persona_weight, keyword_weight=keyword_weight,
         filters=parse_filters(filters),
         candidate_ids=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
-        candidate_weight=candidate_weight, include_seen=include_seen,
+        candidate_weight=candidate_weight, candidate_scores=parse_scores(candidate_scores),
+        include_seen=include_seen,
     )
 
 
@@ -95,3 +99,13 @@ def refuse_idle_options(ctx: click.Context, keywords: str | None, mode: str) -> 
 
 def option_name(param: str) -> str:
     return "--query" if param == "keywords" else "--" + param.replace("_", "-")
+
+
+def parse_scores(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: comma-separated numbers, one per candidate",
+                                 param_hint="'--candidate-scores'") from None

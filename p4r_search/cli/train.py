@@ -48,7 +48,7 @@ def train() -> None:
                    "none: train on everything.")
 @click.option("--min-rating", type=float, default=3.0, show_default=True, help="Positives for the loo split.")
 @click.option("--hard-negatives", "negatives", type=click.Choice(["generator", "none"]), default="generator",
-              show_default=True, help="generator: the top 20 of the strongest of popularity and ALS for each user.")
+              show_default=True, help="generator: the top 20 of the strongest of popularity, ALS, EASE, RP3beta and item-kNN (tuned on validation) for each user.")
 @click.option("--positive", type=click.Choice(POSITIVES), default="persona", show_default=True,
               help="persona: the persona the user's review supports (the paper); item: the item's best persona.")
 @click.option("--epochs", type=int, default=HeadSettings.epochs, show_default=True)

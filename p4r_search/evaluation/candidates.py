@@ -1,45 +1,14 @@
-"""Candidate generators: popularity, and collaborative filtering from `implicit` (BPR, ALS), tuned on validation.
-
-All work on a binary user x item matrix of the training interactions (csr, rows = users). Scores are dense
-(users x items) matrices; `top_k` turns them into candidate lists that exclude each user's history.
+"""The pieces every candidate generator shares (generators.py): the binary user x item matrix of the training
+interactions (csr, rows = users), popularity, and `top_k`, which turns dense (users x items) scores into
+candidate lists that exclude each user's history.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from threadpoolctl import threadpool_limits
-
-from ..errors import ChoiceError
-
-CF_KINDS = ("bpr", "als")
-# Small grids, tuned on validation NDCG@10. Seeds are fixed and one thread is used, so fits are repeatable.
-CF_GRIDS: dict[str, dict[str, Sequence[Any]]] = {
-    "bpr": {"factors": (16, 64), "learning_rate": (0.01, 0.05), "regularization": (0.001, 0.01),
-            "iterations": (100, 300)},
-    "als": {"factors": (16, 64), "regularization": (0.01, 0.1, 1.0), "alpha": (1.0, 10.0), "iterations": (15,)},
-}
-
-
-@dataclass(frozen=True)
-class CFParams:
-    kind: str
-    params: dict[str, Any]
-
-    def label(self) -> str:
-        return f"{self.kind}(" + ", ".join(f"{k}={v}" for k, v in self.params.items()) + ")"
-
-
-def grid(kind: str) -> list[CFParams]:
-    if kind not in CF_GRIDS:
-        raise ChoiceError("CF model", kind, CF_KINDS)
-    names = list(CF_GRIDS[kind])
-    return [CFParams(kind, dict(zip(names, values))) for values in itertools.product(*CF_GRIDS[kind].values())]
 
 
 def interaction_matrix(histories: Sequence[Sequence[int]], n_items: int) -> csr_matrix:
@@ -55,23 +24,6 @@ def popularity_scores(train: csr_matrix, n_users: int) -> np.ndarray:
     """Every user gets the same scores: how many training users interacted with each item."""
     counts = np.asarray((train > 0).sum(axis=0), dtype=np.float32).ravel()
     return np.broadcast_to(counts, (n_users, len(counts)))
-
-
-def cf_scores(params: CFParams, train: csr_matrix, n_users: int, seed: int) -> np.ndarray:
-    """Fit the model on `train` and score every item for its first `n_users` rows (the evaluated users)."""
-    with threadpool_limits(1):
-        if params.kind == "bpr":
-            from implicit.cpu.bpr import BayesianPersonalizedRanking
-
-            model = BayesianPersonalizedRanking(**params.params, random_state=seed, num_threads=1)
-        elif params.kind == "als":
-            from implicit.cpu.als import AlternatingLeastSquares
-
-            model = AlternatingLeastSquares(**params.params, random_state=seed, num_threads=1)
-        else:
-            raise ChoiceError("CF model", params.kind, CF_KINDS)
-        model.fit(train, show_progress=False)
-        return np.asarray(model.user_factors[:n_users] @ model.item_factors.T, dtype=np.float32)
 
 
 def top_k(scores: np.ndarray, histories: Sequence[Sequence[int]], k: int) -> np.ndarray:

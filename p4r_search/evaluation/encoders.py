@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -23,15 +23,18 @@ from ..models import ItemPersonas, Review
 from ..profile import ProfileConfig
 from ..training import HeadSettings, TrainedHead, TrainInputs, TrainSettings, build_training_set, fit, train_head
 from .candidates import interaction_matrix, popularity_scores, top_k
+from .folds import Evaluator, Fold, make_folds
+from .generators import scores, tune
 from .data import EvalData
 from .split import leave_one_out, ordered_interactions, training_reviews
 from .variants import TextTable
 
-if TYPE_CHECKING:
-    from .protocol import Fold
 
 log = logging.getLogger(__name__)
 HARD_NEGATIVES = 20  # the reranker chooses among the generator's top 20: train it to
+# what `p4r train encoder` draws hard negatives from (SASRec, BPR left out: minutes of fitting, never the strongest
+# on the development sets)
+HARD_NEGATIVE_GENERATORS = ("popularity", "als", "ease", "rp3beta", "itemknn")
 SPLITS = ("loo", "none")
 NEGATIVES = ("generator", "none")
 
@@ -75,9 +78,8 @@ def split_inputs(data: EvalData, personas: Mapping[str, ItemPersonas], *, min_ra
 
     split "loo": training interactions and reviews only (validation and test held out, as in the eval);
     "none": everything (for production, once the evaluation has chosen the settings). Hard negatives:
-    "generator": the top 20 of the strongest of popularity and ALS (ALS tuned on validation NDCG@10, as in
-    the eval; popularity with split "none"); "none": in-batch negatives only."""
-    from .protocol import Evaluator, LooSettings, all_rows_scores, generate, make_folds
+    "generator": the top 20 of the strongest of `HARD_NEGATIVE_GENERATORS` (each tuned on validation
+    NDCG@10, as in the eval; popularity with split "none"); "none": in-batch negatives only."""
 
     if split not in SPLITS:
         raise ChoiceError("split", split, SPLITS)
@@ -92,13 +94,12 @@ def split_inputs(data: EvalData, personas: Mapping[str, ItemPersonas], *, min_ra
     if loo is not None and loo.test:
         fold, test = make_folds(loo, data, position)
         if negatives == "generator":
-            evaluators = {f.name: Evaluator(f, item_ids, (10,)) for f in (fold, test)}
-            loo_settings = LooSettings(seed=seed, cf_kinds=("als",), ks=(10,), candidates=HARD_NEGATIVES)
-            scores, chosen = generate(fold, test, loo_settings, evaluators)
-            ndcg = {g: evaluators["validation"](top_k(s, fold.histories, HARD_NEGATIVES))["NDCG@10"]
-                    for g, s in scores["validation"].items()}
-            strongest = max(ndcg, key=ndcg.get)
-            generator = all_rows_scores(strongest, fold, loo_settings, chosen)
+            validation = Evaluator(fold, item_ids, (10,))
+            tuned = {kind: tune(kind, fold.training_data(), test.training_data(), fold.histories,
+                                (len(fold.users), len(test.users)), lambda o: validation.value(o, "NDCG@10"),
+                                HARD_NEGATIVES, seed) for kind in HARD_NEGATIVE_GENERATORS}
+            strongest = max(tuned, key=lambda g: tuned[g].validation_metric)
+            generator = scores(tuned[strongest].spec, fold.training_data(), fold.train.shape[0], seed)
     else:
         fold = everything(data, position)
         if negatives == "generator":
@@ -121,7 +122,6 @@ def train_on_split(data: EvalData, personas: Mapping[str, ItemPersonas], encoder
 
 def everything(data: EvalData, position: Mapping[str, int]) -> Fold:
     """A fold whose training side is every user's whole history (split "none")."""
-    from .protocol import Fold
 
     users = sorted(data.interactions)
     histories = [[position[i.item_id] for i in ordered_interactions(data.interactions[u]) if i.item_id in position]

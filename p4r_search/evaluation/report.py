@@ -32,7 +32,8 @@ def ablation_table(report: LooReport, split: str = "test") -> str:
         p = row["params"]
         values = " | ".join(f"{row[m]:.4f}" for m in metrics)
         lines.append(f"| {row['candidates']} | {row['reranker']} | {row['profile']} | {row['encoder']} | "
-                     f"{row['persona_vector']} | {values} | {p['N']} | {p['gamma']} | {p.get('weight', '')} |")
+                     f"{row['persona_vector']} | {values} | {p['N']} | {p['gamma']} | {p.get('weight', '')} |"
+                     + (f" h={p['half']}" if "half" in p else ""))
     return "\n".join(lines)
 
 
@@ -66,8 +67,9 @@ def markdown(report: LooReport) -> str:
         "",
         "## Headline (test)",
         "",
-        describe_comparison(f"best persona reranker ({s['best_persona_reranker']}) over the strongest generator's "
-                            f"own ranking ({s['strongest_generator']})", s["persona_lift_over_generator"]),
+        describe_comparison(f"best persona reranker ({s['best_persona_reranker']} over "
+                            f"{s.get('best_persona_candidates', s['strongest_generator'])}) over the strongest "
+                            f"generator's own ranking ({s['strongest_generator']})", s["persona_lift_over_generator"]),
         describe_comparison(f"persona max-sim over single-vector, on {s['strongest_generator']} candidates",
                             s["persona_vs_single_vector"]),
         describe_comparison("persona max-sim over single-vector, full catalog",
@@ -76,12 +78,41 @@ def markdown(report: LooReport) -> str:
         f"- chosen on validation: {s['best_persona_reranker']} with {json.dumps(s['start_with'])}",
         "- run time: " + ", ".join(f"{phase} {secs:.0f} s" for phase, secs in report.config["seconds"].items()),
     ]
-    parts = [*head, "", "## Test", "", table(report, "test"), "", "## Validation (at the chosen settings)", "",
+    parts = [*head, *levers_section(s), "", "## Test", "", table(report, "test"), "", "## Validation (at the chosen settings)", "",
              table(report, "validation"), ""]
     if report.ablation:
         parts += ["## Ablation (test; each variant tuned on validation)", "",
                   "Variant = profile source / encoder / persona vector kind.", "", ablation_table(report), ""]
     return "\n".join(parts)
+
+
+def levers_section(summary: dict[str, Any]) -> list[str]:
+    """Every persona lever against the strongest generator (test, with its interval), then the chosen one's
+    segments."""
+    if "levers" not in summary:
+        return []
+    lines = ["", "## Each lever over the strongest generator (test NDCG@10, chosen on validation)", "",
+             "| candidates/reranker | validation | test | lift | 95 % interval |", "|---|---:|---:|---:|---|"]
+    for lever, found in summary["levers"].items():
+        ci = found["lift_ci95"]
+        low, high = ci["relative_ci95"]
+        base = found["test"] - ci["difference"]
+        lift = f"{ci['difference'] / base:+.1%}" if base else ""
+        interval = f"{low:+.1%} to {high:+.1%}" if low is not None else ""
+        lines.append(f"| {lever} | {found['validation']:.4f} | {found['test']:.4f} | {lift} | {interval} |")
+    chosen = f"{summary.get('best_persona_candidates', summary['strongest_generator'])}/{summary['best_persona_reranker']}"
+    rows = summary.get("segments", {}).get(chosen, [])
+    if rows:
+        lines += ["", f"Segments of the chosen reranker ({chosen}) against {summary['strongest_generator']} (test NDCG@10):",
+                  "", "| segment | cases | generator | reranker | lift | 95 % interval |", "|---|---:|---:|---:|---:|---|"]
+        for r in rows:
+            if r["cases"]:
+                low, high = r["ci95"]
+                lift = f"{r['relative']:+.1%}" if r["relative"] is not None else ""
+                interval = f"{low:+.1%} to {high:+.1%}" if low is not None else ""
+                lines.append(f"| {r['segment']} | {r['cases']} | {r['generator']:.4f} | {r['reranker']:.4f} | "
+                             f"{lift} | {interval} |")
+    return lines
 
 
 def describe_interval(summary: dict[str, Any]) -> list[str]:

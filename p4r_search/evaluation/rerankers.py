@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..fusion import candidate_fusion
+from ..fusion import candidate_fusion, candidate_score_fusion, row_minmax
 from .vectors import PersonaVectors
 
 USER_CHUNK = 512
@@ -52,8 +52,7 @@ def bm25(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
 
 def rerank(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """Each row of candidates ordered by descending score; equal scores keep the candidates' order."""
-    picked = np.take_along_axis(scores, candidates, axis=1)
-    return np.take_along_axis(candidates, np.argsort(-picked, axis=1, kind="stable"), axis=1)
+    return by_value(candidates, np.take_along_axis(scores, candidates, axis=1))
 
 
 def fuse(candidates: np.ndarray, scores: np.ndarray, weight: float) -> np.ndarray:
@@ -63,5 +62,27 @@ def fuse(candidates: np.ndarray, scores: np.ndarray, weight: float) -> np.ndarra
 
 
 def fused_order(candidates: np.ndarray, scores: np.ndarray, weight: float) -> np.ndarray:
-    fused = fuse(candidates, scores, weight)
-    return np.take_along_axis(candidates, np.argsort(-fused, axis=1, kind="stable"), axis=1)
+    return by_value(candidates, fuse(candidates, scores, weight))
+
+
+def score_fused_order(candidates: np.ndarray, scores: np.ndarray, generator_scores: np.ndarray,
+                      weight: float) -> np.ndarray:
+    """The generator's min-max *score* over the candidates in place of its rank, fused with the persona score."""
+    return by_value(candidates, candidate_score_fusion(np.take_along_axis(generator_scores, candidates, axis=1),
+                                                       np.take_along_axis(scores, candidates, axis=1), weight))
+
+
+def evidence_fused_order(candidates: np.ndarray, scores: np.ndarray, evidence: np.ndarray, weight: float,
+                         half: float) -> np.ndarray:
+    """Rank fusion whose persona weight shrinks with the item's CF evidence n (its training interactions):
+    w · half / (half + n), so a long-tail item leans on its personas and a popular one on the generator."""
+    k = candidates.shape[1]
+    rank_part = (1.0 - np.arange(k) / max(k - 1, 1))[None, :]
+    item_weight = weight * half / (half + evidence[candidates])
+    persona = row_minmax(np.take_along_axis(scores, candidates, axis=1))
+    return by_value(candidates, (1 - item_weight) * rank_part + item_weight * persona)
+
+
+def by_value(candidates: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Candidates by descending value; equal values keep the candidates' order."""
+    return np.take_along_axis(candidates, np.argsort(-values, axis=1, kind="stable"), axis=1)

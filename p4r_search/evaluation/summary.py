@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .bootstrap import paired_difference
-from .tuning import FULL_CATALOG
+from .folds import Evaluator
+from .settings import LooSettings, Row
+from .tuning import FULL_CATALOG, PERSONA_RERANKERS
 
-if TYPE_CHECKING:
-    from .protocol import Evaluator, LooSettings, Row
-
+POOL = "pool"  # the learned reranker's candidates: the union of every generator's top k (learned.py)
+LEARNED_WITH_PERSONAS = ("ltr",)
 SHOWN = ("HR@10", "NDCG@10", "MRR@10")
 
 
@@ -35,48 +36,74 @@ def lift_interval(base: np.ndarray, other: np.ndarray, resamples: int, seed: int
             "cases": len(base)}
 
 
+def contenders(rows: list[Row], strongest: str) -> list[tuple[str, str]]:
+    """(candidates, reranker) of every persona reranker the headline may choose: those over the strongest
+    generator's list, and the learned reranker with persona features over the pool."""
+    present = {(r.candidates, r.reranker) for r in rows if r.split == "validation"}
+    return [c for c in [*((strongest, r) for r in PERSONA_RERANKERS), *((POOL, r) for r in LEARNED_WITH_PERSONAS)]
+            if c in present]
+
+
 def headline(rows: list[Row], settings: LooSettings, strongest: str, orders: Mapping[tuple[str, str], dict],
              evaluators: Mapping[str, Evaluator], candidates: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
-    """The lift of the best persona reranker over the strongest generator, both chosen on validation, on test."""
+    """The lift of the best persona reranker over the strongest generator, both chosen on validation, on test;
+    and every lever's own test lift with its interval (none of those is chosen on test)."""
     metric = settings.tune_metric
-    best = max(("persona", "fusion"), key=lambda r: find(rows, "validation", strongest, r).metrics[metric])
-    chosen = find(rows, "test", strongest, best)
-    test = evaluators["test"]
-    per_case = lambda order: test.per_case(order)[metric]
+    options = contenders(rows, strongest)
+    best_list, best = max(options, key=lambda c: find(rows, "validation", *c).metrics[metric])
+    chosen = find(rows, "test", best_list, best)
+    per_case = lambda order: evaluators["test"].per_case(order)[metric]
     generator_values = per_case(candidates["test"][strongest])
-    single_values = per_case(orders[(strongest, "single")]["test"])
-    return {
+    interval = lambda base, other: lift_interval(base, other, settings.bootstrap_resamples, settings.seed)
+    base_row = find(rows, "test", strongest, "none")
+    levers = {f"{name}/{reranker}": {"validation": find(rows, "validation", name, reranker).metrics[metric],
+                                     "test": find(rows, "test", name, reranker).metrics[metric],
+                                     "lift_ci95": interval(generator_values, per_case(orders[(name, reranker)]["test"]))}
+              for name, reranker in [*options, *((n, r) for n, r in orders if n == POOL and (n, r) not in options)]}
+    out = {
         "strongest_generator": strongest,
+        "generators_validation": {r.candidates: r.metrics[metric] for r in rows
+                                  if r.split == "validation" and r.reranker == "none"},
         "best_persona_reranker": best,
+        "best_persona_candidates": best_list,
         "best_persona_setting": chosen.params,
-        "persona_lift_over_generator": compare(find(rows, "test", strongest, "none"), chosen, SHOWN),
-        "persona_lift_ci95": {metric: lift_interval(generator_values, per_case(orders[(strongest, best)]["test"]),
-                                                    settings.bootstrap_resamples, settings.seed)},
+        "persona_lift_over_generator": compare(base_row, chosen, SHOWN),
+        "persona_lift_ci95": {metric: interval(generator_values, per_case(orders[(best_list, best)]["test"]))},
+        "levers": levers,
         "persona_vs_single_vector": compare(find(rows, "test", strongest, "single"),
                                             find(rows, "test", strongest, "persona"), SHOWN),
-        "persona_vs_single_vector_ci95": {metric: lift_interval(single_values,
-                                                                per_case(orders[(strongest, "persona")]["test"]),
-                                                                settings.bootstrap_resamples, settings.seed)},
+        "persona_vs_single_vector_ci95": {metric: interval(per_case(orders[(strongest, "single")]["test"]),
+                                                           per_case(orders[(strongest, "persona")]["test"]))},
         "full_catalog_persona_vs_single_vector": compare(find(rows, "test", FULL_CATALOG, "single"),
                                                          find(rows, "test", FULL_CATALOG, "persona"), SHOWN),
         "start_with": start_with(chosen, best, settings.evidence_prior),
     }
+    if (POOL, "ltr-no-persona") in orders:
+        out["persona_features_in_ltr_ci95"] = {metric: interval(per_case(orders[(POOL, "ltr-no-persona")]["test"]),
+                                                                per_case(orders[(POOL, "ltr")]["test"]))}
+    return out
 
 
 def start_with(row: Row, reranker: str, prior: float) -> dict[str, Any]:
     """The settings a user should start from: the product's names for the chosen variant."""
     p = row.params
+    if reranker.startswith("ltr"):
+        return {"reranker": "learned (p4r eval loo's LightGBM model over the pool)", "features": p["features"],
+                "persona_setting": p["persona_setting"]}
     out = {"profile_source": p["profile"], "persona_vector": p["persona_vector"], "encoder": p["encoder"],
            "last_n": p["N"], "gamma": p["gamma"]}
     if p["persona_vector"] != "text":
         out["evidence_prior"] = prior
-    if reranker == "fusion":
+    if reranker.startswith("fusion"):
         out["candidate_weight"] = p["weight"]
+        out["fusion"] = reranker
+    if "half" in p:
+        out["evidence_half"] = p["half"]
     return out
 
 
 def make_config(settings: LooSettings, generator_info: dict[str, Any], encoder, split, data, catalog, reps,
-                train_reviews: list, best_cf: str, cf_chosen: dict[str, tuple[dict[str, Any], float]],
+                train_reviews: list, best_cf: str, tuned: Mapping[str, Any],
                 heads: Mapping[tuple[str, str], Any], seconds: Mapping[str, float]) -> dict[str, Any]:
     return {
         "task": "loo",
@@ -87,10 +114,12 @@ def make_config(settings: LooSettings, generator_info: dict[str, Any], encoder, 
         "evidence_prior": settings.evidence_prior,
         "candidates_per_user": settings.candidates,
         "tune_metric": settings.tune_metric + " on validation",
-        "cf_params": {kind: params for kind, (params, _) in cf_chosen.items()},
+        "generators": list(tuned),
+        "generator_params": {kind: found.spec.params for kind, found in tuned.items()},
         "cf_reranker_model": best_cf,
         "grids": {"N": list(settings.last_ns), "gamma": list(settings.gammas),
-                  "fusion_weight": list(settings.fusion_weights), "profile_source": list(settings.profile_sources),
+                  "fusion_weight": list(settings.fusion_weights), "evidence_half": list(settings.evidence_halves),
+                  "profile_source": list(settings.profile_sources),
                   "persona_vector": list(settings.persona_vectors),
                   "encoder": ["untrained", "trained"] if settings.train else ["untrained"]},
         "training": {"head": settings.head.as_dict(), "profile_for_anchors": {"N": 10, "gamma": 0.65},

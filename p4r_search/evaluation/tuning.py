@@ -2,7 +2,9 @@
 
 Rerankers: `persona` (max-sim: an item scores as its best persona), `single` (one vector per item: the mean
 of its training reviews), `fusion` (the generator's order fused with the persona score, fusion.py's
-candidate fusion). For every variant (profile source × encoder × persona vector kind) each reranker picks
+candidate fusion), `fusion-score` (the generator's min-max score in place of its order) and
+`fusion-evidence` (rank fusion whose persona weight shrinks with the item's CF evidence, its training
+interactions: w · h / (h + n), h tuned too). For every variant (profile source × encoder × persona vector kind) each reranker picks
 N and gamma (and the fusion weight) on validation. The main rows take, per candidate list, the variant
 that is best on validation; `single` there is measured at the chosen `persona` row's variant, so the
 two differ only in the item side. The ablation rows give every variant on the
@@ -12,21 +14,33 @@ strongest generator's candidates and on the full catalog.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .candidates import top_k
-from .rerankers import fused_order, max_sim, rerank
+from .folds import Evaluator
+from .rerankers import evidence_fused_order, fused_order, max_sim, rerank, score_fused_order
+from .settings import LooSettings, Row
 from .variants import Embedded, HistoryTable, Variant
 
-if TYPE_CHECKING:
-    from .protocol import Evaluator, LooSettings, Row
-
 FULL_CATALOG = "none"
-VECTOR_RERANKERS = ("persona", "single", "fusion")
+FUSIONS = ("fusion", "fusion-score", "fusion-evidence")
+VECTOR_RERANKERS = ("persona", "single", *FUSIONS)
+PERSONA_RERANKERS = ("persona", *FUSIONS)  # what the headline chooses among
+
+
+@dataclass(frozen=True)
+class SplitLists:
+    """One split's candidate lists, with what the fusions need: each generator's scores and each item's
+    CF evidence (its interactions in the split's training matrix)."""
+
+    candidates: Mapping[str, np.ndarray]
+    generator_scores: Mapping[str, np.ndarray]
+    evidence: np.ndarray
+    histories: list
 
 
 @dataclass(frozen=True)
@@ -59,33 +73,48 @@ class Scorer:
         return self.cache[key]
 
 
-def order_of(reranker: str, name: str, scores: np.ndarray, candidates: Mapping[str, np.ndarray],
-             histories: list, k: int, weight: float | None) -> np.ndarray:
+def order_of(reranker: str, name: str, scores: np.ndarray, lists: SplitLists, k: int,
+             params: Mapping[str, Any]) -> np.ndarray:
     if name == FULL_CATALOG:
-        return top_k(scores, histories, k)
+        return top_k(scores, lists.histories, k)
+    candidates = lists.candidates[name]
     if reranker == "fusion":
-        return fused_order(candidates[name], scores, weight)
-    return rerank(scores, candidates[name])
+        return fused_order(candidates, scores, params["weight"])
+    if reranker == "fusion-score":
+        return score_fused_order(candidates, scores, lists.generator_scores[name], params["weight"])
+    if reranker == "fusion-evidence":
+        return evidence_fused_order(candidates, scores, lists.evidence, params["weight"], params["half"])
+    return rerank(scores, candidates)
 
 
-def search(scorer: Scorer, evaluator: Evaluator, candidates: Mapping[str, np.ndarray], histories: list,
-           settings: LooSettings) -> dict[tuple[Variant, str, str], Choice]:
+def reranker_points(reranker: str, settings: LooSettings) -> Iterator[dict[str, Any]]:
+    """The extra parameters each reranker tunes beyond N and gamma."""
+    if reranker in ("fusion", "fusion-score"):
+        yield from ({"weight": w} for w in settings.fusion_weights)
+    elif reranker == "fusion-evidence":
+        yield from ({"weight": w, "half": h} for h in settings.evidence_halves for w in settings.fusion_weights
+                    if w > 0)
+    else:
+        yield {}
+
+
+def search(scorer: Scorer, evaluator: Evaluator, lists: SplitLists, settings: LooSettings
+           ) -> dict[tuple[Variant, str, str], Choice]:
     """The best validation setting of every (variant, candidate list, reranker)."""
-    names = [*candidates, FULL_CATALOG]
-    metric = settings.tune_metric
+    names = [*lists.candidates, FULL_CATALOG]
     best: dict[tuple[Variant, str, str], Choice] = {}
     for variant in scorer.embedded:
         for last_n, gamma in itertools.product(settings.last_ns, settings.gammas):
-            point = {"N": last_n, "gamma": gamma}
             for reranker in VECTOR_RERANKERS:
                 scores = scorer(variant, "single" if reranker == "single" else "persona", last_n, gamma)
-                weights = settings.fusion_weights if reranker == "fusion" else (None,)
-                for name, weight in itertools.product(names[:-1] if reranker == "fusion" else names, weights):
-                    order = order_of(reranker, name, scores, candidates, histories, settings.candidates, weight)
-                    value = evaluator(order)[metric]
-                    key = (variant, name, reranker)
-                    if key not in best or value > best[key].value:
-                        best[key] = Choice(value, variant, point if weight is None else {**point, "weight": weight})
+                for name in (names[:-1] if reranker in FUSIONS else names):
+                    for extra in reranker_points(reranker, settings):
+                        params = {"N": last_n, "gamma": gamma, **extra}
+                        order = order_of(reranker, name, scores, lists, settings.candidates, params)
+                        value = evaluator.value(order, settings.tune_metric)
+                        key = (variant, name, reranker)
+                        if key not in best or value > best[key].value:
+                            best[key] = Choice(value, variant, params)
     return best
 
 
@@ -95,7 +124,7 @@ def main_choices(best: Mapping[tuple[Variant, str, str], Choice], names: list[st
     profile source, so that only the item side differs."""
     chosen: dict[tuple[str, str], Choice] = {}
     for name in [*names, FULL_CATALOG]:
-        for reranker in ("persona", "fusion"):
+        for reranker in PERSONA_RERANKERS:
             options = [c for (v, n, r), c in sorted(best.items()) if (n, r) == (name, reranker)]
             if options:
                 chosen[(name, reranker)] = max(options, key=lambda c: c.value)
@@ -104,31 +133,27 @@ def main_choices(best: Mapping[tuple[Variant, str, str], Choice], names: list[st
 
 
 def measure(choice: Choice, reranker: str, name: str, scorers: Mapping[str, Scorer],
-            candidates: Mapping[str, Mapping[str, np.ndarray]], histories: Mapping[str, list], k: int
-            ) -> dict[str, np.ndarray]:
+            lists: Mapping[str, SplitLists], k: int) -> dict[str, np.ndarray]:
     """The validation and test orders at a choice."""
     out = {}
     for split in ("validation", "test"):
         scores = scorers[split](choice.variant, "single" if reranker == "single" else "persona",
                                 choice.params["N"], choice.params["gamma"])
-        out[split] = order_of(reranker, name, scores, candidates[split], histories[split], k, choice.params.get("weight"))
+        out[split] = order_of(reranker, name, scores, lists[split], k, choice.params)
     return out
 
 
 def tune_vector_rerankers(scorers: Mapping[str, Scorer], evaluators: Mapping[str, Evaluator],
-                          candidates: Mapping[str, Mapping[str, np.ndarray]], histories: Mapping[str, list],
-                          settings: LooSettings, strongest: str) -> tuple[list[Row], list[dict[str, Any]], dict]:
+                          lists: Mapping[str, SplitLists], settings: LooSettings, strongest: str
+                          ) -> tuple[list[Row], list[dict[str, Any]], dict]:
     """Main rows, ablation rows (every variant, on the strongest generator's candidates and the full catalog)
     and the orders at each main choice (for the headline's bootstrap)."""
-    from .protocol import Row
-
-    best = search(scorers["validation"], evaluators["validation"], candidates["validation"],
-                  histories["validation"], settings)
-    names = list(candidates["validation"])
+    best = search(scorers["validation"], evaluators["validation"], lists["validation"], settings)
+    names = list(lists["validation"].candidates)
     orders: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     rows: list[Row] = []
     for (name, reranker), choice in main_choices(best, names).items():
-        orders[(name, reranker)] = measure(choice, reranker, name, scorers, candidates, histories, settings.candidates)
+        orders[(name, reranker)] = measure(choice, reranker, name, scorers, lists, settings.candidates)
         for split in ("validation", "test"):
             metrics = evaluators[split](orders[(name, reranker)][split])
             rows.append(Row(split, name, reranker, metrics, {**choice.variant.as_dict(), **choice.params}))
@@ -136,7 +161,7 @@ def tune_vector_rerankers(scorers: Mapping[str, Scorer], evaluators: Mapping[str
     for (variant, name, reranker), choice in sorted(best.items()):
         if name not in (strongest, FULL_CATALOG):
             continue
-        found = measure(choice, reranker, name, scorers, candidates, histories, settings.candidates)
+        found = measure(choice, reranker, name, scorers, lists, settings.candidates)
         for split in ("validation", "test"):
             ablation.append({"split": split, "candidates": name, "reranker": reranker, **variant.as_dict(),
                              **evaluators[split](found[split]), "params": choice.params})

@@ -1,4 +1,6 @@
-"""Persona generators, by name: `extractive` (the default, no LLM) and `llm` (any OpenAI-compatible endpoint)."""
+"""Persona generators, by name: `extractive` (the default, no LLM: clusters whole reviews), `extractive-aspects`
+(no LLM: clusters review sentences, so items with few reviews get several personas) and `llm` (any
+OpenAI-compatible endpoint)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from .base import Generated, GenerationFailed, PersonaGenerator
 if TYPE_CHECKING:
     from .llm import LLMSettings
 
-GENERATORS = ("extractive", "llm")
+GENERATORS = ("extractive", "extractive-aspects", "llm")
 
 __all__ = ["GENERATORS", "Generated", "GenerationFailed", "PersonaGenerator", "make_generator"]
 
@@ -25,6 +27,10 @@ def make_generator(name: str, encoder: TextEncoder, *, seed: int = 0, llm: LLMSe
         from .extractive import ExtractiveGenerator
 
         return ExtractiveGenerator(encoder, seed=seed)
+    if name == "extractive-aspects":
+        from .aspects import AspectGenerator
+
+        return AspectGenerator(encoder, seed=seed)
     if name == "llm":
         from .llm import LLMGenerator, LLMSettings
 

@@ -69,6 +69,9 @@ class RecommendRequest(UserRequest):
     filters: dict[str, list[str]] = Field(default_factory=dict)
     candidates: list[str] | None = Field(None, max_length=MAX_WINDOW)
     candidate_weight: float | None = Field(None, ge=0, le=1)
+    candidate_scores: list[float] | None = Field(
+        None, max_length=MAX_WINDOW,
+        description="Your scores of `candidates` (same order): fused, min-max scaled, in place of their ranks.")
     include_seen: bool = False
 
     @model_validator(mode="after")
@@ -89,6 +92,7 @@ class RecommendRequest(UserRequest):
                 filters={f: tuple(v) for f, v in self.filters.items()},
                 candidate_ids=tuple(self.candidates) if self.candidates is not None else None,
                 candidate_weight=self.candidate_weight, include_seen=self.include_seen,
+                candidate_scores=tuple(self.candidate_scores) if self.candidate_scores is not None else None,
             )
         except P4RError as exc:  # pydantic reports a ValueError with its location
             raise ValueError(str(exc)) from None
