@@ -33,7 +33,7 @@ class PersonaVectorKind(str, Enum):
 
 
 PERSONA_VECTOR_KINDS = tuple(k.value for k in PersonaVectorKind)
-DEFAULT_EVIDENCE_PRIOR = 3.0  # chosen on Digital Music validation (docs/evaluation.md)
+DEFAULT_EVIDENCE_PRIOR = 3.0  # chosen on Digital Music validation (docs/evaluation-history.md)
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ def test_the_strongest_generator_is_chosen_on_validation_and_beats_popularity(lo
     best_cf = max(GENERATORS, key=lambda g: row(results, "validation", g, "none")["NDCG@10"])
     assert row(results, "test", best_cf, "none")["NDCG@10"] > popularity["NDCG@10"]
     assert report["summary"]["strongest_generator"] == best_cf
+    assert report["config"]["training"]["hard_negatives"] == best_cf  # the encoder trained against its top 20
 
 
 @needs_amazon
@@ -138,3 +139,12 @@ def test_bad_input_names_the_missing_file(tmp_path):
     (tmp_path / "items.jsonl").write_text("")
     result = run_cli("eval", "loo", "--data", tmp_path, "--out", tmp_path / "out", expect=65)
     assert "missing reviews.jsonl, interactions.jsonl" in result.output
+
+
+@needs_amazon
+def test_hard_negatives_from_a_generator_not_run_is_refused_before_any_work(tmp_path):
+    data = amazon_slice(tmp_path, every_nth_user=3)
+    result = run_cli("eval", "loo", "--data", data, "--out", tmp_path / "out", "--generators", "popularity,ease",
+                     "--hard-negatives", "als", expect=64)
+    assert "hard negatives from 'als'" in result.output and "popularity, ease" in result.output
+    assert not (tmp_path / "out" / "work").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR
-from ..evaluation.names import DEFAULT_GENERATORS, GENERATOR_KINDS
+from ..evaluation.names import DEFAULT_GENERATORS, GENERATOR_KINDS, STRONGEST
 from ..personas import GENERATORS
 from ..training.head import POSITIVES, HeadSettings
 from .app import cli
@@ -52,11 +52,14 @@ def evaluate() -> None:
               help=f"Candidate generators, comma-separated, from: {', '.join(GENERATOR_KINDS)}.")
 @click.option("--learned-reranker/--no-learned-reranker", default=True, show_default=True,
               help="Also train and measure the LightGBM LambdaRank reranker over every generator's top 20.")
+@click.option("--hard-negatives", default=STRONGEST, show_default=True, metavar="GENERATOR",
+              help="Train the encoder with this generator's top 20 as negatives: one of --generators, or the "
+                   "strongest of them on validation.")
 @skip_invalid_option
 @progress_option
 @click.option("--json", "as_json", is_flag=True, help="Print results.json instead of the table.")
 def loo(data_dir, out, work, generator, model, seed, min_rating, evidence_prior, train, train_epochs, train_steps, train_positive,
-        generators, learned_reranker, skip_invalid, progress, as_json):
+        generators, learned_reranker, hard_negatives, skip_invalid, progress, as_json):
     """Leave-one-out: per user, the last positive interaction is test, the one before it validation.
 
     Candidates (top 20, history excluded) come from popularity, implicit's BPR and ALS, EASE, RP3beta,
@@ -80,6 +83,7 @@ def loo(data_dir, out, work, generator, model, seed, min_rating, evidence_prior,
     report_rejects(reader)
     settings = LooSettings(generator=generator, seed=seed, min_rating=min_rating, train=train,
                            evidence_prior=evidence_prior, generators=generators, learned_reranker=learned_reranker,
+                           hard_negatives=hard_negatives,
                            head=HeadSettings(epochs=train_epochs, max_steps=train_steps or None, seed=seed,
                                              positive=train_positive))
     encoder = Encoder(model)

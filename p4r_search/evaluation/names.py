@@ -2,3 +2,6 @@
 
 GENERATOR_KINDS = ("popularity", "bpr", "als", "ease", "rp3beta", "itemknn", "sasrec")
 DEFAULT_GENERATORS = GENERATOR_KINDS
+
+# --hard-negatives: the strongest generator on validation, whichever it is
+STRONGEST = "strongest"

@@ -121,8 +121,9 @@ def run_loo(data: EvalData, settings: LooSettings, encoder: TextEncoder, work: P
 
     heads: dict[tuple[str, str], TrainedHead] = {}
     if settings.train:
-        log.info("training encoder heads on the training split (hard negatives: %s's top 20)", strongest)
-        hard = scores(tuned[strongest].spec, val.training_data(), val.train.shape[0], settings.seed)
+        source = settings.hard_negative_source(strongest)
+        log.info("training encoder heads on the training split (hard negatives: %s's top 20)", source)
+        hard = scores(tuned[source].spec, val.training_data(), val.train.shape[0], settings.seed)
         inputs = training_inputs(val, reps.item_ids, hard, [r for rs in catalog.reviews.values() for r in rs],
                                  reps.records)
         heads = train_heads(inputs, reps.table, settings.profile_sources, settings.persona_vectors, ProfileConfig(),
@@ -151,7 +152,7 @@ def run_loo(data: EvalData, settings: LooSettings, encoder: TextEncoder, work: P
     chosen_head = heads.get((chosen["profile"], chosen["persona_vector"])) \
         if chosen.get("encoder") == TRAINED else None
     config = make_config(settings, generator_info, encoder, split, data, catalog, reps, train_reviews, best_cf,
-                         tuned, heads, clock.laps)
+                         strongest, tuned, heads, clock.laps)
     config["learned_reranker"] = {name: {k: v for k, v in found.items() if k != "model"}
                                   for name, found in learned_models.items()}
     return LooReport(config, rows, summary, ablation, chosen_head,

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR, PERSONA_VECTOR_KINDS
 from ..profile import PROFILE_SOURCES, ProfileConfig
 from ..training import HeadSettings
-from .names import DEFAULT_GENERATORS, GENERATOR_KINDS
+from .names import DEFAULT_GENERATORS, GENERATOR_KINDS, STRONGEST
 from .variants import TRAINED, UNTRAINED, Variant
 
 # the CF evidence of an item (its training interactions) at which the evidence-aware fusion halves the persona
@@ -39,6 +39,7 @@ class LooSettings:
     tune_metric: str = "NDCG@10"
     bootstrap_resamples: int = 2000
     learned_reranker: bool = True
+    hard_negatives: str = STRONGEST  # or the generator whose top candidates are the training negatives
 
     def __post_init__(self) -> None:
         if self.tune_metric not in {f"{m}@{k}" for m in ("HR", "MRR", "NDCG") for k in self.ks}:
@@ -48,8 +49,14 @@ class LooSettings:
         unknown = [g for g in self.generators if g not in GENERATOR_KINDS]
         if unknown or not self.generators:
             raise ConfigError(f"unknown candidate generator(s) {unknown}: choose from {', '.join(GENERATOR_KINDS)}")
+        if self.hard_negatives != STRONGEST and self.hard_negatives not in self.generators:
+            raise ConfigError(f"hard negatives from {self.hard_negatives!r}: choose {STRONGEST!r} or one of the "
+                              f"generators run ({', '.join(self.generators)})")
         for source in self.profile_sources:
             ProfileConfig(source=source)
+
+    def hard_negative_source(self, strongest: str) -> str:
+        return strongest if self.hard_negatives == STRONGEST else self.hard_negatives
 
     def variants(self) -> list[Variant]:
         encoders = (UNTRAINED, TRAINED) if self.train else (UNTRAINED,)

@@ -103,7 +103,7 @@ def start_with(row: Row, reranker: str, prior: float) -> dict[str, Any]:
 
 
 def make_config(settings: LooSettings, generator_info: dict[str, Any], encoder, split, data, catalog, reps,
-                train_reviews: list, best_cf: str, tuned: Mapping[str, Any],
+                train_reviews: list, best_cf: str, strongest: str, tuned: Mapping[str, Any],
                 heads: Mapping[tuple[str, str], Any], seconds: Mapping[str, float]) -> dict[str, Any]:
     return {
         "task": "loo",
@@ -122,7 +122,9 @@ def make_config(settings: LooSettings, generator_info: dict[str, Any], encoder, 
                   "profile_source": list(settings.profile_sources),
                   "persona_vector": list(settings.persona_vectors),
                   "encoder": ["untrained", "trained"] if settings.train else ["untrained"]},
-        "training": {"head": settings.head.as_dict(), "profile_for_anchors": {"N": 10, "gamma": 0.65},
+        "training": {"head": settings.head.as_dict(),
+                     "hard_negatives": settings.hard_negative_source(strongest),
+                     "profile_for_anchors": {"N": 10, "gamma": 0.65},
                      "heads": {f"{source}/{kind}": {"examples": h.examples, "steps": h.steps,
                                                     "losses": [round(x, 4) for x in h.losses]}
                                for (source, kind), h in heads.items()}} if settings.train else None,
