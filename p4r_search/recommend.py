@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -178,10 +177,12 @@ class Recommender:
             raise ConfigError(f"the index was built with model {indexed!r}, not {self._encoder.model_name!r}")
         return self._encoder
 
-    def history_vectors(self, history: Sequence[str], reviews: Mapping[str, str] | None = None) -> list[np.ndarray]:
+    def history_vectors(self, history: Sequence[str], reviews: Mapping[str, str] | None = None,
+                        found: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
         """One vector per interaction, by the profile source (profile.py); items the index lacks are skipped
-        (`known_history` says which)."""
-        found = self.backend.persona_vectors(list(dict.fromkeys(history)))
+        (`known_history` says which). `found`: the history's persona vectors, where the caller has them."""
+        if found is None:
+            found = self.backend.persona_vectors(list(dict.fromkeys(history)))
         history = [i for i in history if i in found]
         review_vectors = self._review_vectors(history, reviews or {})
         source = self.profile_config.source
@@ -193,20 +194,21 @@ class Recommender:
         wanted = [i for i in dict.fromkeys(history) if (reviews.get(i) or "").strip()]
         return dict(zip(wanted, self.encoder.encode([reviews[i] for i in wanted]))) if wanted else {}
 
-    def profile(self, user: UserInput) -> np.ndarray:
+    def profile(self, user: UserInput, found: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         history = None
         if user.history:
-            vectors = self.history_vectors(user.history, user.reviews)
+            vectors = self.history_vectors(user.history, user.reviews, found)
             if not vectors and not (user.text and user.text.strip()):
                 raise NotFoundError(no_history_message(user.history))
             history = history_profile(vectors, self.profile_config) if vectors else None
         text = self.encoder.encode([user.text])[0] if user.text and user.text.strip() else None
         return combine(history, text, self.profile_config)
 
-    def query(self, user: UserInput, options: SearchOptions) -> PersonaQuery:
+    def query(self, user: UserInput, options: SearchOptions,
+              found: Mapping[str, np.ndarray] | None = None) -> PersonaQuery:
         exclude = frozenset() if options.include_seen else frozenset(user.history)
         return PersonaQuery(
-            vector=self.profile(user),
+            vector=self.profile(user, found),
             text=options.keywords,
             k=options.k,
             num_candidates=max(options.num_candidates, options.k),
@@ -220,22 +222,26 @@ class Recommender:
         )
 
     def recommend(self, user: UserInput, options: SearchOptions | None = None) -> list[Hit]:
-        options = options or SearchOptions()
+        return self._recommend(user, options or SearchOptions(), None)
+
+    def _recommend(self, user: UserInput, options: SearchOptions, found: Mapping[str, np.ndarray] | None) -> list[Hit]:
         if options.candidate_weight is not None:
-            return self._rerank_candidates(user, options)
-        return self.backend.search(self.query(user, options))
+            return self._rerank_candidates(user, options, found)
+        return self.backend.search(self.query(user, options, found))
 
     def recommend_with_report(self, user: UserInput, options: SearchOptions | None = None, *,
                               diagnose: bool = True) -> Recommendation:
         """`recommend`, saying what the index lacked (skipped history items and candidates) and, when nothing
         came back and `diagnose`, why (diagnose.why_empty: a few counts, no vectors)."""
         options = options or SearchOptions()
-        user, history = self.known_history(user)
+        # the history's vectors are looked up once: they say what is skipped and make the profile
+        found = self.backend.persona_vectors(list(dict.fromkeys(user.history))) if user.history else {}
+        user, history = self.known_history(user, found)
         candidates = ()
         if options.candidate_ids:
             present = self._present(options.candidate_ids)
             candidates = tuple(i for i in dict.fromkeys(options.candidate_ids) if i not in present)
-        hits = self.recommend(user, options)
+        hits = self._recommend(user, options, found)
         why: tuple[str, ...] = ()
         if not hits and diagnose:
             from .diagnose import why_empty
@@ -245,12 +251,14 @@ class Recommender:
                                   exclude_ids=exclude))
         return Recommendation(hits, Skipped(history, candidates), why)
 
-    def known_history(self, user: UserInput) -> tuple[UserInput, tuple[str, ...]]:
-        """The user without the history items the index lacks, and those items. NotFoundError when nothing
-        is left to make a profile from (none of the history is indexed, and no text)."""
+    def known_history(self, user: UserInput, found: Mapping[str, np.ndarray] | None = None,
+                      ) -> tuple[UserInput, tuple[str, ...]]:
+        """The user without the history items the index lacks, and those items (`found`: the history's
+        vectors, where the caller has them). NotFoundError when nothing is left to make a profile from (none
+        of the history is indexed, and no text)."""
         if not user.history:
             return user, ()
-        present = self._present(user.history)
+        present = set(found) if found is not None else self._present(user.history)
         skipped = tuple(i for i in dict.fromkeys(user.history) if i not in present)
         if not skipped:
             return user, ()
@@ -264,13 +272,14 @@ class Recommender:
         existing = getattr(self.backend, "existing_ids", None)  # cheaper than the vectors, where a backend has it
         return set(existing(ids)) if existing is not None else set(self.backend.persona_vectors(ids))
 
-    def _rerank_candidates(self, user: UserInput, options: SearchOptions) -> list[Hit]:
+    def _rerank_candidates(self, user: UserInput, options: SearchOptions,
+                           found: Mapping[str, np.ndarray] | None = None) -> list[Hit]:
         """The caller's candidates, in the caller's order, fused with their persona scores:
         (1 - w) * rank part + w * min-max persona score (fusion.candidate_fusion), best first; with the
         caller's scores, their min-max in place of the rank part (fusion.candidate_score_fusion)."""
         exact = replace(options, mode=Mode.EXACT, k=len(options.candidate_ids), candidate_weight=None,
                         candidate_scores=None)
-        hits = {h.item_id: h for h in self.backend.search(self.query(user, exact))}
+        hits = {h.item_id: h for h in self.backend.search(self.query(user, exact, found))}
         given: dict[str, float | None] = {}
         for item_id, score in zip(options.candidate_ids, options.candidate_scores or [None] * len(options.candidate_ids)):
             given.setdefault(item_id, score)

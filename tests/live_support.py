@@ -235,11 +235,22 @@ def knn_stage_one(backend, query: PersonaQuery):
     return [(item, proposal.convert(score)) for item, score in raw_hits(backend.transport.send(proposal.request))]
 
 
-# int8_hnsw (which p4r maps on Elasticsearch) scores on quantised vectors. Measured on 8.19.0: within 0.02 of
-# the cosine on the persona vectors, at most 0.019 over 10 queries on 5,000 uniformly random 384-d items (and up to
-# 0.09 at 32-d, which is why that catalog has the encoder's 384 dimensions)
-STAGE_ONE_TOLERANCE = {Distribution.ELASTICSEARCH: 0.02, Distribution.OPENSEARCH: SCORE_TOLERANCE}
-SYNTHETIC_TOLERANCE = {Distribution.ELASTICSEARCH: 0.03, Distribution.OPENSEARCH: SCORE_TOLERANCE}
+@contextlib.contextmanager
+def counted_requests(backend):
+    """The requests the backend sends inside the block, recorded on its transport (each one HTTP request
+    through the official client)."""
+    sent: list[Request] = []
+    original = backend.transport.send
+
+    def send(request: Request):
+        sent.append(request)
+        return original(request)
+
+    backend.transport.send = send
+    try:
+        yield sent
+    finally:
+        del backend.transport.send
 
 
 CATEGORIES = 100  # 50 of the 5,000 synthetic items in each

@@ -78,3 +78,44 @@ def test_client_side_hybrid_matches_the_embedded_fusion():
     expected = fusion.linear([vector, BM25], [0.5, 0.5])
     assert [h.item_id for h in hits] == fusion.ranked(expected)
     assert {h.item_id: h.scores["fused"] for h in hits} == pytest.approx(expected)
+
+
+class FloatMappedCluster(ScriptedCluster):
+    """As ScriptedCluster, with p4r's own (float hnsw) mapping: its kNN scores are exact (1 + cos) / 2, best
+    first, each with its best persona as the inner hit, as the engines answer (tests/test_live_clusters.py)."""
+
+    def send(self, request: Request):
+        if request.path.endswith("/_mapping"):
+            self.sent.append(request)
+            from p4r_search.clusters import elasticsearch
+
+            return {"items": elasticsearch.create_index("items", 4).body}
+        if '"knn"' in json.dumps(request.body):
+            self.sent.append(request)
+            hits = [{"_id": i, "_score": (1 + c) / 2, "_source": {"title": f"T{i}"},
+                     "inner_hits": {"personas": {"hits": {"hits": [{"_source": persona(i)}]}}}}
+                    for i, c in sorted(COSINE.items(), key=lambda kv: -kv[1])]
+            return {"hits": {"hits": hits[: request.body["size"]]}}
+        return super().send(request)
+
+
+def test_knn_on_a_float_mapping_is_one_request_after_the_mapping_is_read_once():
+    stand_in = FloatMappedCluster()
+    backend = ClusterBackend(stand_in, Cluster(Distribution.ELASTICSEARCH, (8, 19, 0), "basic"), "items")
+    query = PersonaQuery(vector=np.ones(4), k=2, num_candidates=3, mode="knn")
+    hits = backend.search(query)
+    assert [h.item_id for h in hits] == ["B", "C"] and [h.score for h in hits] == pytest.approx([0.9, 0.5])
+    assert hits[0].scores == {"cosine": pytest.approx(0.9)} and hits[0].persona.persona_id == "B-p0"
+    assert [r.path for r in stand_in.sent] == ["/items/_mapping", "/items/_search"]
+    backend.search(query)
+    assert [r.path for r in stand_in.sent][2:] == ["/items/_search"]  # one request per recommendation
+    backend.refresh_metadata()
+    backend.search(query)
+    assert [r.path for r in stand_in.sent][3:] == ["/items/_mapping", "/items/_search"]
+
+
+def test_other_modes_do_not_read_the_mapping():
+    stand_in = FloatMappedCluster()
+    backend = ClusterBackend(stand_in, Cluster(Distribution.ELASTICSEARCH, (8, 19, 0), "basic"), "items")
+    backend.search(PersonaQuery(vector=np.ones(4), k=2, mode="exact"))
+    assert [r.path for r in stand_in.sent] == ["/items/_search"]

@@ -11,7 +11,7 @@ import pytest
 
 from p4r_search.clusters import elasticsearch as es
 from p4r_search.clusters import opensearch as os_
-from p4r_search.clusters.capabilities import CapabilityError, supports, vector_score_to_cosine
+from p4r_search.clusters.capabilities import CapabilityError, scores_float_vectors, supports, vector_score_to_cosine
 from p4r_search.clusters.dialects import dialect_for
 from p4r_search.clusters.model import Cluster, Distribution, Request
 from p4r_search.clusters.plan import choose
@@ -79,6 +79,11 @@ def test_every_combination_plans_or_refuses_with_a_reason(cluster, mode, fusion,
         assert '"ids": {"values": ["1", "2", "3"]}' in bodies and '"knn"' not in json.dumps(plan.proposals[0].request.body)
     if mode == "exact":
         assert plan.final_is_exact and len(plan.proposals) == 1
+    if mode == "knn" and extra.get("candidate_ids"):  # one request: the scripted exact score over the ids
+        assert plan.final_is_exact and len(requests) == 1 and '"script_score"' in bodies
+    if mode == "knn" and not extra.get("candidate_ids"):  # one request: the engine's float kNN is the answer
+        assert plan.final_is_exact and plan.rescore is None and len(plan.requests(["1", "2"])) == 1
+        assert "script_score" not in bodies and plan.proposals[0].request.body["size"] == 5
     if mode == "rescore":  # one request: BM25 with the filters, the persona script in its rescore section
         body = plan.proposals[0].request.body
         rescore = body["rescore"]["query"]
@@ -91,9 +96,38 @@ def test_every_combination_plans_or_refuses_with_a_reason(cluster, mode, fusion,
 
 def test_es_knn_is_top_level_on_the_nested_vector_with_inner_hits():
     plan = es.search_plan("items", Cluster(Distribution.ELASTICSEARCH, (8, 11, 0), "basic"), make_query("knn", None, {}))
-    knn = plan.proposals[0].request.body["knn"]
+    body = plan.proposals[0].request.body
+    knn = body["knn"]
     assert knn["field"] == "personas.vector" and knn["k"] == 50 and knn["num_candidates"] >= knn["k"]
-    assert knn["inner_hits"]["size"] == 1
+    assert knn["inner_hits"]["size"] == 1 and "personas.vector" not in json.dumps(knn["inner_hits"])
+    assert body["size"] == 5 and body["_source"] == ["title"]  # the k best of 50 found; no vectors come back
+
+
+def test_knn_on_quantised_vectors_is_rescored_exactly_in_a_second_request():
+    for cluster in (Cluster(Distribution.ELASTICSEARCH, (8, 19, 0)), Cluster(Distribution.OPENSEARCH, (3, 1, 0))):
+        dialect = es if cluster.distribution is Distribution.ELASTICSEARCH else os_
+        plan = dialect.search_plan("items", cluster, make_query("knn", None, {}), float_vectors=False)
+        assert not plan.final_is_exact and len(plan.requests(["1"])) == 2
+        assert "cosineSimilarity" in json.dumps(plan.requests(["1"])[1].body)
+
+
+@pytest.mark.parametrize("distribution, version, mapping, is_float", [
+    (Distribution.ELASTICSEARCH, (8, 19, 0), es.vector_mapping(384), True),
+    (Distribution.ELASTICSEARCH, (8, 19, 0), {**es.vector_mapping(384), "index_options": {"type": "int8_hnsw"}}, False),
+    (Distribution.ELASTICSEARCH, (9, 1, 0), {**es.vector_mapping(384), "index_options": {"type": "bbq_hnsw"}}, False),
+    (Distribution.ELASTICSEARCH, (8, 19, 0), {"type": "dense_vector", "dims": 384}, False),  # 8.14+: int8_hnsw
+    (Distribution.ELASTICSEARCH, (8, 13, 0), {"type": "dense_vector", "dims": 384}, True),
+    (Distribution.ELASTICSEARCH, (8, 19, 0), {**es.vector_mapping(384), "index_options": {"type": "flat"}}, True),
+    (Distribution.OPENSEARCH, (3, 1, 0), os_.vector_mapping(384), True),
+    (Distribution.OPENSEARCH, (3, 1, 0), os_.vector_mapping(384, "faiss"), True),
+    (Distribution.OPENSEARCH, (3, 1, 0), {**os_.vector_mapping(384), "compression_level": "32x"}, False),
+    (Distribution.OPENSEARCH, (3, 1, 0), {**os_.vector_mapping(384), "mode": "on_disk"}, False),
+    (Distribution.OPENSEARCH, (3, 1, 0), {**os_.vector_mapping(384), "data_type": "byte"}, False),
+    (Distribution.OPENSEARCH, (2, 19, 0), {"type": "knn_vector", "dimension": 384, "method": {
+        "name": "hnsw", "engine": "faiss", "parameters": {"encoder": {"name": "sq"}}}}, False),
+])
+def test_which_vector_mappings_score_float_cosines(distribution, version, mapping, is_float):
+    assert scores_float_vectors(Cluster(distribution, version), mapping) is is_float
 
 
 def test_es_exact_is_nested_max_around_a_constant_script():
@@ -174,9 +208,14 @@ def test_opensearch_hybrid_fuses_client_side_where_no_processor_can(cluster, fus
 
 def test_a_cluster_without_painless_or_knn_is_refused_with_why():
     bare_es = Cluster(Distribution.ELASTICSEARCH, (8, 19, 0), "basic", frozenset({"x-pack-core", "transport-netty4"}))
-    for mode in ("exact", "knn", "hybrid"):
+    for mode in ("exact", "hybrid"):
         with pytest.raises(CapabilityError, match="no lang-painless module"):
             es.search_plan("items", bare_es, make_query(mode, "linear", {}))
+    assert len(es.search_plan("items", bare_es, make_query("knn", None, {})).requests()) == 1  # knn needs no script
+    with pytest.raises(CapabilityError, match="no lang-painless module"):  # candidates are scored by one
+        es.search_plan("items", bare_es, make_query("knn", None, {"candidate_ids": ("1",)}))
+    with pytest.raises(CapabilityError, match="no lang-painless module"):  # and quantised vectors are rescored
+        es.search_plan("items", bare_es, make_query("knn", None, {}), float_vectors=False)
     no_knn = Cluster(Distribution.OPENSEARCH, (2, 19, 0), plugins=frozenset({"lang-painless"}))
     with pytest.raises(CapabilityError, match="k-NN plugin.*install opensearch-knn"):
         os_.search_plan("items", no_knn, make_query("knn", None, {}))

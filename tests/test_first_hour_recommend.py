@@ -112,6 +112,36 @@ def test_the_library_reports_what_it_skipped(subset, subset_index):
         recommender.recommend(UserInput(history=("gone",)))
 
 
+class CountedLookups:
+    """The real embedded backend, with every lookup of ids recorded (what a cluster answers with `_mget` or a
+    search): to count how often a recommendation asks for its history."""
+
+    def __init__(self, backend):
+        self.backend, self.lookups = backend, []
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def persona_vectors(self, ids):
+        self.lookups.append(tuple(ids))
+        return self.backend.persona_vectors(ids)
+
+    def existing_ids(self, ids):
+        self.lookups.append(tuple(ids))
+        return self.backend.existing_ids(ids)
+
+
+def test_a_recommendation_looks_its_history_up_once(subset, subset_index):
+    backend = CountedLookups(EmbeddedBackend(subset_index))
+    history = ("gone", *history_of(subset, PETITE))
+    for options in (SearchOptions(k=3), SearchOptions(k=3, candidate_ids=("1022", "1025"), candidate_weight=0.5)):
+        backend.lookups.clear()
+        report = Recommender(backend).recommend_with_report(UserInput(history=history), options)
+        assert report.skipped.history == ("gone",) and report.hits
+        asked = [ids for ids in backend.lookups if set(ids) & set(history)]
+        assert asked == [tuple(dict.fromkeys(history))], backend.lookups
+
+
 def test_a_malformed_line_of_another_user_is_still_an_error(subset, subset_index, tmp_path):
     lines = subset["interactions"].read_text().splitlines()
     lines.insert(1, '{"user_id": "x", "item_id": "1022", "timestamp": 1')

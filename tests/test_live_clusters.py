@@ -12,8 +12,9 @@ demo certificates only). Without Java or Maven the local engines skip with the r
 P4R_REQUIRE_ENGINES=1 (CI) they fail instead.
 
 The Elasticsearch integration-test distribution on Maven Central has no lang-painless module
-(elastic/elasticsearch#82513), and every p4r search ends in painless `script_score`: on it the tests check
-mappings, bulk, attach, kNN stage one and BM25 for real, and that a search is refused with why. Every index
+(elastic/elasticsearch#82513). knn mode needs none (one nested kNN request on float vectors), so it runs there
+for real, with mappings, bulk, attach, kNN stage one and BM25; the modes that score exactly with a script
+(exact, hybrid, rescore, candidates) are checked to be refused with why. Every index
 a run creates is named `p4r-live-<run>...` and deleted at the end, whatever happened.
 """
 
@@ -29,13 +30,12 @@ from live_fixtures import another_index
 from live_support import (
     CATEGORIES,
     SCORE_TOLERANCE,
-    STAGE_ONE_TOLERANCE,
-    SYNTHETIC_TOLERANCE,
     Live,
     assert_explained,
     assert_refused,
     assert_same_ranking,
     connect,
+    counted_requests,
     exact_cosine,
     knn_stage_one,
     painless,
@@ -102,25 +102,28 @@ def test_exact_top10_equals_embedded_exact(live, embedded, query_vectors):
             assert_explained(hit, embedded, vector, where)
 
 
-def test_knn_top10_overlaps_embedded_exact(live, embedded, query_vectors):
-    if not painless(live):
-        return assert_refused(live, PersonaQuery(vector=query_vectors[0], k=K, mode="knn"))
+def test_knn_is_one_request_that_ranks_and_explains_like_embedded_exact(live, embedded, query_vectors):
+    """No painless: on every engine, Elasticsearch's integration-test zip included (issue 22)."""
+    live.backend.search(PersonaQuery(vector=query_vectors[0], k=K, mode="knn"))  # reads the mapping, once
     overlaps = []
     for n, vector in enumerate(query_vectors):
         exact = embedded.search(PersonaQuery(vector=vector, k=K, mode="exact"))
-        hits = live.backend.search(PersonaQuery(vector=vector, k=K, mode="knn"))
+        with counted_requests(live.backend) as sent:
+            hits = live.backend.search(PersonaQuery(vector=vector, k=K, mode="knn"))
         where = f"{live.where} knn, query {n}"
-        assert len(hits) <= K and len({h.item_id for h in hits}) == len(hits), where
+        assert len(sent) == 1, f"{where}: {[r.path for r in sent]}"
+        assert len(hits) == K and len({h.item_id for h in hits}) == len(hits), where
         scores = [h.score for h in hits]
         assert scores == sorted(scores, reverse=True), f"{where}: not sorted by score: {scores}"
-        for hit in hits:  # stage 2 rescored them exactly, whatever stage 1's score scale
+        for hit in hits:  # the engine's float kNN score is the exact cosine of the best persona, named
+            assert hit.scores == {"cosine": hit.score}, f"{where}: {hit.scores}"
             assert_explained(hit, embedded, vector, where)
         overlaps.append(len({h.item_id for h in hits} & {h.item_id for h in exact}) / len(exact))
     assert np.mean(overlaps) >= MIN_KNN_OVERLAP, f"{live.where} knn overlap per query: {overlaps}"
 
 
 def test_knn_stage_one_scores_are_cosines_on_every_engine(live, embedded, query_vectors):
-    tolerance = STAGE_ONE_TOLERANCE[live.backend.cluster.distribution]
+    tolerance = SCORE_TOLERANCE  # float vectors on both engines (p4r's mapping)
     for n, vector in enumerate(query_vectors):
         hits = knn_stage_one(live.backend, PersonaQuery(vector=vector, k=K, mode="knn"))
         assert hits, f"{live.where}: no kNN hits for query {n}"
@@ -202,9 +205,15 @@ def test_candidates_filters_and_exclusions_equal_embedded(live, embedded, subset
 def test_cli_recommend_and_explain_match_embedded(live, subset, subset_index):
     common = ["--interactions", subset["interactions"], "--user", USER]
     cluster = live.config.cli_args(live.index)
+    with live.config.auth_env():  # knn, the default: one request, no painless, on every engine
+        knn = json.loads(run_cli("recommend", *cluster, *common, "-k", "5", "--json").stdout)
+    embedded_knn = json.loads(run_cli("recommend", "--index", subset_index, *common, "-k", "5", "--json").stdout)
+    assert [h["item_id"] for h in knn["hits"]] == [h["item_id"] for h in embedded_knn["hits"]], (knn, embedded_knn)
+    assert all(abs(a["score"] - b["score"]) <= SCORE_TOLERANCE and a["persona"] == b["persona"]
+               for a, b in zip(knn["hits"], embedded_knn["hits"])), (knn, embedded_knn)
     with live.config.auth_env():
         if not painless(live):
-            refused = run_cli("recommend", *cluster, *common, expect=69)
+            refused = run_cli("recommend", *cluster, *common, "--mode", "exact", expect=69)
             assert "no lang-painless module" in refused.output
             return
         actual = json.loads(run_cli("recommend", *cluster, *common, "-k", "5", "--mode", "exact", "--json").stdout)
@@ -290,7 +299,7 @@ def test_a_5000_item_catalog_loads_and_knn_finds_the_exact_neighbours(live, tmp_
     store = EmbeddedBackend(tmp_path / "embedded", writable=True)
     store.upsert(synthetic_documents(count, dim))
     rng = np.random.default_rng(11)
-    tolerance = SYNTHETIC_TOLERANCE[live.backend.cluster.distribution]
+    tolerance = SCORE_TOLERANCE
     overlaps, full = [], []
     for n in range(QUERIES):
         vector = synthetic_vectors(rng, 1, dim)[0]
@@ -301,11 +310,10 @@ def test_a_5000_item_catalog_loads_and_knn_finds_the_exact_neighbours(live, tmp_
         stage_one = proposed[:K]
         errors = [abs(cosine - exact_cosine(store, item, vector)) for item, cosine in stage_one]
         assert max(errors) <= tolerance, f"{live.where} 5k query {n}: {list(zip(stage_one, errors))}"
-        if painless(live):
-            hits = other.search(query)
-            full.append(len({h.item_id for h in hits} & {h.item_id for h in exact}) / K)
-            for hit in hits:
-                assert_explained(hit, store, vector, f"{live.where} 5k knn query {n}")
+        hits = other.search(query)
+        full.append(len({h.item_id for h in hits} & {h.item_id for h in exact}) / K)
+        for hit in hits:
+            assert_explained(hit, store, vector, f"{live.where} 5k knn query {n}")
     assert np.mean(overlaps) >= MIN_KNN_OVERLAP, f"{live.where} stage-one recall of the top 10: {overlaps}"
     assert not full or np.mean(full) >= MIN_KNN_OVERLAP, f"{live.where} knn overlap per query: {full}"
     check_filtered_knn_finds_k_matching_items(live, other, store, dim)
@@ -330,9 +338,8 @@ def check_filtered_knn_finds_k_matching_items(live: Live, other, store: Embedded
         assert len(proposed) >= K and all(int(i[1:]) % CATEGORIES == 7 for i in proposed), f"{where}: {proposed}"
         assert not seen & set(proposed), f"{where}: a seen item came back"
         assert len(set(proposed) & {h.item_id for h in exact}) >= K - 1, f"{where}: {proposed[:K]}"
-        if painless(live):
-            hits = other.search(query)
-            assert [h.item_id for h in hits] == [h.item_id for h in exact], f"{where}: {hits}"
+        hits = other.search(query)
+        assert [h.item_id for h in hits] == [h.item_id for h in exact], f"{where}: {hits}"
     wide = PersonaQuery(vector=synthetic_vectors(rng, 1, dim)[0], k=K, num_candidates=10_000, mode="knn")
     assert len(knn_stage_one(other, wide)) >= K, f"{live.where}: num_candidates 10,000"
 

@@ -15,7 +15,6 @@ import pytest
 from conftest import read_jsonl
 from live_support import (
     SCORE_TOLERANCE,
-    STAGE_ONE_TOLERANCE,
     TIE,
     assert_refused,
     painless,
@@ -79,7 +78,7 @@ def test_a_filter_inside_the_knn_is_a_pre_filter_and_around_it_a_post_filter(liv
     else:
         assert kept == [], f"{where}: a bool filter around the kNN kept {kept}"
     hit = clauses.hit(inside["hits"]["hits"][0])
-    tolerance = STAGE_ONE_TOLERANCE[live.backend.cluster.distribution]
+    tolerance = SCORE_TOLERANCE  # float vectors on both engines
     assert abs(hit.scores["cosine"] - expected.score) <= tolerance, f"{where}: {hit.scores}, exact {expected.score}"
     assert_best_persona(hit.item_id, hit.persona.name, embedded, vector, tolerance, where)
 
@@ -112,7 +111,7 @@ def test_the_readme_client_block_runs_on_this_engine(live, embedded, subset, enc
     lines = run_readme_block("opensearch-client" if opensearch else "elasticsearch-client", live, monkeypatch, capsys)
     items, vector = items_by_id(subset), encoder.encode([README_PROFILE])[0]
     general = {i for i, item in items.items() if item["attributes"]["division"] == DIVISION}
-    tolerance = STAGE_ONE_TOLERANCE[live.backend.cluster.distribution]
+    tolerance = SCORE_TOLERANCE  # float vectors on both engines
     hit_lines = [line for line in lines if re.match(r"^\S+ -?\d\.\d+ ", line)]
     assert hit_lines and len(hit_lines) <= 5, lines
     for line in hit_lines:
@@ -248,17 +247,11 @@ def test_the_readme_cluster_commands_run_on_this_engine(live, subset, subset_per
         for arg in command:
             arg = {"https://localhost:9200": live.config.url, "es": engine}.get(arg, arg)
             out.append(names.get(arg, arg) if out and out[-1] == "--index" else arg)
-        if "recommend" in out and "--dry-run" not in out and not painless(live):
-            out += ["--json"]  # refused below: checked by the caller through the exit code
         return out
 
-    with live.config.auth_env():
-        if painless(live):
-            outputs = run_block("clusters", tmp_path, prepare)
-            assert "recommendation(s) for demo-casual-denim" in "".join(outputs.values())
-        else:
-            with pytest.raises(AssertionError, match="exit 69.*no lang-painless module"):
-                run_block("clusters", tmp_path, prepare)
+    with live.config.auth_env():  # its recommend is knn mode: one request, no painless, on every engine
+        outputs = run_block("clusters", tmp_path, prepare)
+        assert "recommendation(s) for demo-casual-denim" in "".join(outputs.values())
     products = live.send(Request("POST", f"/{names['products']}/_search", {"size": 50}))["hits"]["hits"]
     assert products and all(h["_source"]["sku"] == f"sku-{h['_id']}" and h["_source"]["personas"] for h in products)
 

@@ -1,4 +1,5 @@
-"""The Elasticsearch / OpenSearch backend: sends what `p4r_search.clusters` translates. All I/O is here."""
+"""The Elasticsearch / OpenSearch backend: sends what `p4r_search.clusters` translates, over a transport
+(transport.py). All I/O is here."""
 
 from __future__ import annotations
 
@@ -6,88 +7,28 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from ..clusters import dsl
-from ..clusters.capabilities import CapabilityError
+from ..clusters.capabilities import CapabilityError, scores_float_vectors
 from ..clusters.dialects import dialect_for
 from ..clusters.model import Cluster, Distribution, Request, parse_version
 from ..clusters.plan import choose
 from ..documents import ItemDocument
-from ..errors import ConfigError, NotFoundError, P4RError
+from ..errors import NotFoundError, P4RError
 from ..models import EvidenceSnippet, Hit, ItemCard, MatchedPersona, PersonaCard
-from ..query import PersonaQuery
-from .cluster_checks import IndexChecks
+from ..query import Mode, PersonaQuery
+from .cluster_checks import IndexChecks, check_compatible
 from .connect import client_distribution
+from .transport import RETRY_STATUSES, ClientTransport, DryRunTransport, Transport, http_status
 
 log = logging.getLogger(__name__)
-RETRY_STATUSES = (429, 503)
-PLACEHOLDER_ID = "<item id from the previous response>"
 NODE_PLUGINS = "nodes.*.plugins.name,nodes.*.modules.name"
-
-
-class Transport(Protocol):
-    def send(self, request: Request) -> Any: ...
-
-    def bulk(self, actions: list[dict[str, Any]]) -> list[tuple[bool, dict[str, Any]]]: ...
-
-
-class ClientTransport:
-    """Over the official client: `perform_request` for bodies, the client's `streaming_bulk` for bulk."""
-
-    def __init__(self, client: Any, distribution: Distribution):
-        self.client = client
-        self.distribution = distribution
-
-    def send(self, request: Request) -> Any:
-        headers = {"accept": "application/json", "content-type": "application/json"}
-        if self.distribution is Distribution.ELASTICSEARCH:
-            response = self.client.perform_request(request.method, request.path, params=request.params or None,
-                                                   headers=headers, body=request.body)
-            return response.body
-        return self.client.transport.perform_request(request.method, request.path, params=request.params or None,
-                                                     body=request.body, headers=headers)
-
-    def bulk(self, actions: list[dict[str, Any]]) -> list[tuple[bool, dict[str, Any]]]:
-        if self.distribution is Distribution.ELASTICSEARCH:
-            from elasticsearch.helpers import streaming_bulk
-
-            extra = {"retry_on_status": RETRY_STATUSES}
-        else:
-            from opensearchpy.helpers import streaming_bulk
-
-            extra = {}
-        return list(streaming_bulk(self.client, actions, chunk_size=len(actions) or 1, max_retries=3,
-                                   initial_backoff=1, raise_on_error=False, raise_on_exception=False, **extra))
-
-
-@dataclass
-class DryRunTransport:
-    """Contacts nothing: prints every request as one JSON line and answers as an empty cluster would."""
-
-    out: Callable[[str], None]
-    sent: list[Request] = field(default_factory=list)
-
-    def send(self, request: Request) -> Any:
-        self.sent.append(request)
-        self.out(json.dumps(request.as_json()))
-        # one placeholder hit, so that a search plan runs through and prints its later requests too
-        placeholder = {"_id": PLACEHOLDER_ID, "_score": 1.0, "_source": {}}
-        return {"hits": {"hits": [placeholder] if request.path.endswith("/_search") else []}, "acknowledged": True}
-
-    def bulk(self, actions: list[dict[str, Any]]) -> list[tuple[bool, dict[str, Any]]]:
-        lines = []
-        for action in actions:
-            meta = {"_index": action["_index"], "_id": action["_id"]}
-            op = action["_op_type"]
-            lines += [{op: meta}, action["_source"] if op == "index" else {"doc": action["doc"]}]
-        self.send(Request("POST", "/_bulk", lines))
-        return [(True, {a["_op_type"]: {"_id": a["_id"], "status": 200}}) for a in actions]
 
 
 def detect(transport: Transport) -> Cluster:
@@ -112,11 +53,6 @@ def root_info(transport: Transport) -> dict[str, Any]:
     if not versions:
         raise ClusterDetectionError("the cluster answered neither GET / nor GET /_nodes with a version")
     return {"version": {"number": ".".join(map(str, min(versions)))}}
-
-
-def http_status(exc: BaseException) -> int | None:
-    """The HTTP status a client's error carries (elasticsearch-py: `status_code`; others: `status`)."""
-    return getattr(exc, "status_code", None) or getattr(exc, "status", None)
 
 
 def installed_plugins(transport: Transport) -> frozenset[str] | None:
@@ -236,11 +172,14 @@ class ClusterBackend(IndexChecks):
 
     # -- reading ----------------------------------------------------------------------------------
     def search(self, query: PersonaQuery) -> list[Hit]:
-        plan = self.dialect.search_plan(self.index, self.cluster, query)
+        # only a knn plan depends on how the vectors are stored: other modes need not read the mapping
+        knn = query.mode is Mode.KNN and query.candidate_ids is None
+        plan = self.dialect.search_plan(self.index, self.cluster, query, float_vectors=not knn or self.float_vectors)
         lists, first = self._propose(plan)
         if plan.final_is_exact:
-            return [dsl.to_hit(i, src.get("title", ""), s - 1.0, {"cosine": s - 1.0}, p, query.explain)
-                    for i, s, src, p in first]
+            convert = plan.proposals[0].convert or (lambda s: s)
+            return [dsl.to_hit(i, src.get("title", ""), convert(s), {"cosine": convert(s)}, p, query.explain)
+                    for i, s, src, p in first[: query.k]]
         if set(lists) == {"vector", "bm25"}:
             # fuse exact cosines, as the embedded engine does: rescore every proposed item first
             exact = self._exact(plan, list(dict.fromkeys([*lists["vector"], *lists["bm25"]])))
@@ -324,9 +263,30 @@ class ClusterBackend(IndexChecks):
                              evidence=[EvidenceSnippet(**e) for e in p.get("evidence", [])]) for p in personas]
         return ItemCard(item_id=item_id, title=source.get("title") or item_id, personas=cards)
 
+    # -- what the index holds, asked once per backend (refresh_metadata() asks again) -------------------
+    def refresh_metadata(self) -> None:
+        """Forget the cached encoder model and vector mapping, e.g. after the index was rebuilt."""
+        for name in ("model_name", "float_vectors"):
+            self.__dict__.pop(name, None)
+
+    @cached_property
+    def float_vectors(self) -> bool:
+        """Whether the engine scores this index's persona vectors unquantised, so knn mode is one request.
+        p4r's own mapping is float; a dry run, which reads nothing, assumes it."""
+        if isinstance(self.transport, DryRunTransport):
+            return True
+        try:
+            personas = dsl.existing_personas(self.mapping()) or {}
+        except Exception as exc:
+            if http_status(exc) != 404:
+                raise
+            return True  # no index yet: the search itself will say so
+        vector = personas.get("properties", {}).get("vector", {})
+        return scores_float_vectors(self.cluster, vector)
+
     @cached_property
     def model_name(self) -> str | None:
-        """The encoder the indexed personas were made with (asked once per backend)."""
+        """The encoder the indexed personas were made with."""
         exists = dsl.nested({"exists": {"field": dsl.VECTOR}}, with_inner_hits=False)
         body = {"size": 1, "_source": ["p4r.encoder_model"], "query": exists}
         hits = self.transport.send(Request("POST", f"/{self.index}/_search", body)).get("hits", {}).get("hits", [])
@@ -346,17 +306,6 @@ def bulk_actions(index: str, docs: Iterable[ItemDocument], *, partial: bool) -> 
         body = {"_source": source} if op == "index" else {"doc": source["doc"]}
         actions.append({"_op_type": op, "_index": meta["_index"], "_id": meta["_id"], **body})
     return actions
-
-
-def check_compatible(existing: dict[str, Any], dim: int, index: str) -> None:
-    vector = existing.get("properties", {}).get("vector", {})
-    if existing.get("type") != "nested":
-        raise ConfigError(f"index {index!r} already has a 'personas' field of type {existing.get('type', 'object')!r}, not nested")
-    if vector and vector.get("type") not in ("dense_vector", "knn_vector"):
-        raise ConfigError(f"index {index!r}: personas.vector is a {vector.get('type')!r} field, not a vector")
-    have = vector.get("dims") or vector.get("dimension")
-    if have is not None and int(have) != dim:
-        raise ConfigError(f"index {index!r}: personas.vector has {have} dimensions; the encoder gives {dim}")
 
 
 def _item_id(info: dict[str, Any]) -> str:

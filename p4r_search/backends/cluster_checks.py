@@ -12,6 +12,7 @@ from typing import Any
 
 from ..clusters import checks, dsl
 from ..errors import ConfigError
+from .transport import DryRunTransport, http_status
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,6 @@ class IndexChecks:
 
     def existing_ids(self, item_ids: Sequence[str]) -> set[str]:
         """Which of these items have personas here (a dry run assumes all do: it asks nothing)."""
-        from .cluster import DryRunTransport
-
         if isinstance(self.transport, DryRunTransport) or not item_ids:
             return set(item_ids)
         return checks.parse_present(self.transport.send(checks.present_ids(self.index, item_ids)))
@@ -49,8 +48,6 @@ class IndexChecks:
         (True); refuses an index without a nested `personas` field with a vector of these dims, saying what to do.
         Without this, a bulk write would create the index with a dynamic mapping: `personas` a plain object and
         its vectors float arrays, which no kNN or nested query can use."""
-        from .cluster import check_compatible, http_status
-
         try:
             current = self.mapping()
         except Exception as exc:
@@ -70,3 +67,14 @@ class IndexChecks:
                               "`index build` replaces whole documents: to add personas to its documents, keeping "
                               "their fields, run `p4r index attach`; or build into a new --index (build creates it)")
         return False
+
+
+def check_compatible(existing: dict[str, Any], dim: int, index: str) -> None:
+    vector = existing.get("properties", {}).get("vector", {})
+    if existing.get("type") != "nested":
+        raise ConfigError(f"index {index!r} already has a 'personas' field of type {existing.get('type', 'object')!r}, not nested")
+    if vector and vector.get("type") not in ("dense_vector", "knn_vector"):
+        raise ConfigError(f"index {index!r}: personas.vector is a {vector.get('type')!r} field, not a vector")
+    have = vector.get("dims") or vector.get("dimension")
+    if have is not None and int(have) != dim:
+        raise ConfigError(f"index {index!r}: personas.vector has {have} dimensions; the encoder gives {dim}")

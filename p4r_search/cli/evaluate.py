@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR
 from ..evaluation.names import DEFAULT_GENERATORS, GENERATOR_KINDS, STRONGEST
+from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR
 from ..personas import GENERATORS
 from ..training.head import POSITIVES, HeadSettings
 from .app import cli

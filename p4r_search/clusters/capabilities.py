@@ -44,8 +44,6 @@ TABLE: dict[str, Capability] = {
     "nested_knn": Capability(ES, (8, 11, 0), None, "kNN search on nested vectors needs Elasticsearch 8.11",
                              "use --mode exact (script_score), or upgrade",
                              source=ES_DOCS + "8.11/knn-search.html#nested-knn-search"),
-    "int8_hnsw": Capability(ES, (8, 12, 0), None, "int8_hnsw index options need Elasticsearch 8.12",
-                            "p4r maps plain hnsw on 8.11", source=ES_DOCS + "8.12/dense-vector.html (int8_hnsw, 8.12)"),
     # the `knn` query (not the top-level section) can sit in a team's own bool: a nested query around it, its
     # `filter` over the item's fields a pre-filter (query-dsl-knn-query, "Knn query inside a nested query")
     "knn_query": Capability(ES, (8, 12, 0), None, "the knn query (a clause inside your own bool) needs 8.12",
@@ -150,6 +148,29 @@ def vector_score_to_cosine(score: float, *, exact: bool) -> float:
     Elasticsearch `cosine` and OpenSearch `cosinesimil` score (1+cos)/2 (run on Elasticsearch 8.19.0 and on
     OpenSearch 2.19.1 and 3.5.0 with lucene; faiss, which has cosinesimil from 2.19 only, per its docs)."""
     return score - 1.0 if exact else 2.0 * score - 1.0
+
+
+# Which persona-vector mappings the engine scores unquantised, so that a kNN score is a float cosine and knn
+# mode needs no exact rescoring. Elasticsearch: `hnsw` and `flat` are float; `int8_*`, `int4_*` and `bbq_*` score
+# on quantised vectors (within 0.02 of the cosine on 8.19.0, tests/test_live_clusters.py, when p4r mapped
+# int8_hnsw), and without index_options 8.14+ defaults to int8_hnsw and 9.1+ to bbq_hnsw at 384+ dims
+# (ES_DOCS + "current/dense-vector.html#dense-vector-index-options"). OpenSearch: a `knn_vector` is float unless
+# it has a byte or binary data_type, on_disk mode, a compression_level above 1x or a quantising encoder (sq, pq)
+# (OS_DOCS + "field-types/supported-field-types/knn-memory-optimized/").
+ES_FLOAT_INDEX_OPTIONS = ("hnsw", "flat")
+OS_FLOAT_ENCODERS = ("flat",)
+
+
+def scores_float_vectors(cluster: Cluster, vector_mapping: dict) -> bool:
+    """Whether the engine's kNN scores on this `personas.vector` mapping are float cosines."""
+    if cluster.distribution is ES:
+        options = vector_mapping.get("index_options") or {}
+        default = "hnsw" if cluster.version < (8, 14, 0) else "int8_hnsw"
+        return options.get("type", default) in ES_FLOAT_INDEX_OPTIONS
+    encoder = ((vector_mapping.get("method") or {}).get("parameters") or {}).get("encoder") or {}
+    return (vector_mapping.get("data_type", "float") == "float" and vector_mapping.get("mode") != "on_disk"
+            and vector_mapping.get("compression_level", "1x") == "1x"
+            and encoder.get("name", "flat") in OS_FLOAT_ENCODERS)
 
 
 def markdown_table() -> str:

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from ..query import PersonaQuery
 from . import elasticsearch, opensearch
-from .capabilities import require, supports
+from .capabilities import require
 from .model import Cluster, Distribution, Request
 from .plan import SearchPlan
 
@@ -17,15 +16,13 @@ from .plan import SearchPlan
 class Dialect:
     create_index: Callable[[str, int], Request]
     put_mapping: Callable[[str, int], Request]
-    search_plan: Callable[[str, Cluster, PersonaQuery], SearchPlan]
+    search_plan: Callable[..., SearchPlan]  # (index, cluster, query, float_vectors=True)
 
 
 def dialect_for(cluster: Cluster, os_engine: str = "lucene") -> Dialect:
     """The bodies for this cluster; what it cannot map is refused here, before any request."""
     if cluster.distribution is Distribution.ELASTICSEARCH:
-        quantized = supports(cluster, "int8_hnsw")
-        return Dialect(partial(elasticsearch.create_index, quantized=quantized),
-                       partial(elasticsearch.put_mapping, quantized=quantized), elasticsearch.search_plan)
+        return Dialect(elasticsearch.create_index, elasticsearch.put_mapping, elasticsearch.search_plan)
     if os_engine == "faiss":
         require(cluster, "faiss_cosine")
     return Dialect(

@@ -9,33 +9,33 @@ from ..query import Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import require, supports, vector_score_to_cosine
 from .model import Cluster, Request
-from .plan import Proposal, SearchPlan, exact_plan, rescore_plan
+from .plan import Proposal, SearchPlan, exact_plan, one_request, rescore_plan
 
 EXACT_SCRIPT = "cosineSimilarity(params.query_value, 'personas.vector') + 1.0"
 
 
-def vector_mapping(dim: int, quantized: bool = True, m: int = 16, ef_construction: int = 100) -> dict[str, Any]:
-    # index_options are explicit: the default changed between versions (int8_hnsw from 8.14, bbq later);
-    # int8_hnsw itself exists from 8.12 (capabilities.TABLE), so 8.11 gets plain hnsw
-    kind = "int8_hnsw" if quantized else "hnsw"
+def vector_mapping(dim: int, m: int = 16, ef_construction: int = 100) -> dict[str, Any]:
+    # index_options are explicit: the default changed between versions (int8_hnsw from 8.14, bbq later).
+    # Float `hnsw`, not `int8_hnsw`: the kNN scores are then float cosines, so one kNN request ranks and
+    # explains exactly (capabilities.scores_float_vectors); what it costs is in docs/compatibility.md
     return {
         "type": "dense_vector",
         "dims": dim,
         "index": True,
         "similarity": "cosine",
-        "index_options": {"type": kind, "m": m, "ef_construction": ef_construction},
+        "index_options": {"type": "hnsw", "m": m, "ef_construction": ef_construction},
     }
 
 
-def create_index(index: str, dim: int, quantized: bool = True) -> Request:
-    personas = dsl.persona_properties(vector_mapping(dim, quantized))
+def create_index(index: str, dim: int) -> Request:
+    personas = dsl.persona_properties(vector_mapping(dim))
     properties = {**dsl.ITEM_PROPERTIES, "personas": personas, "p4r": dsl.METADATA_PROPERTY}
     return Request("PUT", f"/{index}", {"mappings": {"dynamic_templates": dsl.ATTRIBUTES_AS_KEYWORDS, "properties": properties}})
 
 
-def put_mapping(index: str, dim: int, quantized: bool = True) -> Request:
+def put_mapping(index: str, dim: int) -> Request:
     """Attach: add only the personas field (and p4r metadata) to an existing index."""
-    properties = {"personas": dsl.persona_properties(vector_mapping(dim, quantized)), "p4r": dsl.METADATA_PROPERTY}
+    properties = {"personas": dsl.persona_properties(vector_mapping(dim)), "p4r": dsl.METADATA_PROPERTY}
     return Request("PUT", f"/{index}/_mapping", {"properties": properties})
 
 
@@ -116,14 +116,27 @@ def fused_retriever(index: str, cluster: Cluster, query: PersonaQuery) -> Propos
     return Proposal("fused", Request("POST", f"/{index}/_search", body), lambda s: s * scale)
 
 
-def search_plan(index: str, cluster: Cluster, query: PersonaQuery) -> SearchPlan:
+def knn_search(index: str, cluster: Cluster, query: PersonaQuery) -> Request:
+    """knn mode in one request: the nested kNN ranks items by their best persona (float cosines on p4r's
+    mapping), its inner hit is that persona, and `_source` holds only the title (never the vectors)."""
+    require(cluster, "nested_knn")
+    knn = {**knn_clause(query), "inner_hits": dsl.inner_hits()}
+    return Request("POST", f"/{index}/_search", {"size": query.k, "knn": knn, "_source": ["title"]})
+
+
+def search_plan(index: str, cluster: Cluster, query: PersonaQuery, float_vectors: bool = True) -> SearchPlan:
+    """`float_vectors`: the index's persona vectors are scored unquantised (p4r's own mapping). Only knn mode
+    on such an index runs without painless; every other plan scores exactly with a script."""
     require(cluster, "es_min_version")
+    if query.mode is Mode.KNN and query.candidate_ids is None and float_vectors:
+        return one_request(knn_search(index, cluster, query))
     require(cluster, "painless")
 
     def rescore(ids: Sequence[str]) -> Request:
         return exact_search(index, query, len(ids), ids)
 
-    if query.mode is Mode.EXACT:
+    if query.mode is Mode.EXACT or (query.mode is Mode.KNN and query.candidate_ids is not None):
+        # candidates are scored exactly whatever the mode: one scripted request ranks and explains them
         return exact_plan(exact_search(index, query, query.k, None), rescore)
     if query.mode is Mode.KNN:
         return SearchPlan([vector_proposal(index, cluster, query)], rescore)

@@ -16,7 +16,7 @@ from ..query import Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import require, supports, vector_score_to_cosine
 from .model import Cluster, Request
-from .plan import Proposal, SearchPlan, exact_plan, rescore_plan
+from .plan import Proposal, SearchPlan, exact_plan, one_request, rescore_plan
 
 ENGINES = ("lucene", "faiss")
 BM25_K1 = 1.2  # the default of both BM25 similarities
@@ -99,6 +99,14 @@ def vector_proposal(index: str, cluster: Cluster, query: PersonaQuery, engine: s
                     lambda s: vector_score_to_cosine(s, exact=False))
 
 
+def knn_search(index: str, cluster: Cluster, query: PersonaQuery) -> Request:
+    """knn mode in one request: the nested kNN (every persona of a found item scored, from 2.19) ranks items
+    by their best persona, its inner hit is that persona, `_source` holds only the title (never the vectors)."""
+    body = {"size": query.k, "query": dsl.bool_query([knn_clause(cluster, query, with_inner_hits=True)], query),
+            "_source": ["title"]}
+    return Request("POST", f"/{index}/_search", body)
+
+
 def search_pipeline(cluster: Cluster, query: PersonaQuery) -> tuple[str, dict[str, Any]]:
     """The hybrid pipeline: min-max + weighted arithmetic mean (linear), or RRF (2.19+). Named by content.
     Weights go normalised: each in [0, 1], summing to 1 (ScoreCombinationUtil.validateWeights)."""
@@ -152,14 +160,20 @@ def server_side_fusion(cluster: Cluster, query: PersonaQuery) -> bool:
     return supports(cluster, "normalization_processor")
 
 
-def search_plan(index: str, cluster: Cluster, query: PersonaQuery, engine: str = "lucene") -> SearchPlan:
+def search_plan(index: str, cluster: Cluster, query: PersonaQuery, engine: str = "lucene",
+                float_vectors: bool = True) -> SearchPlan:
+    """`float_vectors`: the index's persona vectors are scored unquantised (p4r's own mapping, on either
+    engine). Only knn mode on such an index runs without painless."""
     require(cluster, "os_knn_query")
+    if query.mode is Mode.KNN and query.candidate_ids is None and float_vectors:
+        return one_request(knn_search(index, cluster, query))
     require(cluster, "painless")
 
     def rescore(ids: Sequence[str]) -> Request:
         return exact_search(index, query, len(ids), ids)
 
-    if query.mode is Mode.EXACT:
+    if query.mode is Mode.EXACT or (query.mode is Mode.KNN and query.candidate_ids is not None):
+        # candidates are scored exactly whatever the mode: one scripted request ranks and explains them
         return exact_plan(exact_search(index, query, query.k, None), rescore)
     if query.mode is Mode.KNN:
         return SearchPlan([vector_proposal(index, cluster, query, engine)], rescore)

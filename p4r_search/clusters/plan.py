@@ -1,20 +1,24 @@
 """A search as a small plan of requests, and how their results combine. Pure: no I/O.
 
-Stage 1 proposes items: one ranked list (vector, or fused server-side) or two (vector and BM25, fused
-client-side with `p4r_search.fusion`, exactly as the embedded engine fuses). Stage 2 scores the final
-items exactly (painless cosine over every persona, `score_mode: max`), which gives every backend the
-same cosine and the same best persona for the explanation, whatever stage 1's score scale was.
+knn mode on float vectors is one request: the engine's nested kNN scores each item by its best persona in
+float cosine (converted back from (1 + cos) / 2) and names that persona in its inner hit. Otherwise stage 1
+proposes items: one ranked list (vector, or fused server-side) or two (vector and BM25, fused client-side
+with `p4r_search.fusion`, exactly as the embedded engine fuses), and stage 2 scores the final items exactly
+(painless cosine over every persona, `score_mode: max`), which gives every backend the same cosine and the
+same best persona for the explanation, whatever stage 1's score scale was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from .. import fusion
 from ..query import Fusion, PersonaQuery
 from . import dsl
+from .capabilities import vector_score_to_cosine
 from .model import Request
 
 
@@ -29,9 +33,10 @@ class Proposal:
 @dataclass(frozen=True)
 class SearchPlan:
     proposals: list[Proposal]
-    rescore: Callable[[Sequence[str]], Request]  # exact scoring of the chosen items, with inner hits
+    # exact scoring of the chosen items, with inner hits; None where stage 1 already did (final_is_exact)
+    rescore: Callable[[Sequence[str]], Request] | None
     setup: list[Request] = field(default_factory=list)  # e.g. an OpenSearch search pipeline
-    final_is_exact: bool = False  # stage 1 already scored exactly (exact mode): no rescoring needed
+    final_is_exact: bool = False  # stage 1 already scored exactly and explained: no rescoring needed
     # server-side fusion returns only the fused score: this asks for the chosen items' BM25 component
     keyword_scores: Callable[[Sequence[str]], Request] | None = None
     # BM25 to the embedded engine's scale (Lucene's BM25 before it dropped the k1 + 1 factor): 2.2 on OpenSearch 3.x
@@ -39,7 +44,7 @@ class SearchPlan:
 
     def requests(self, item_ids_for_rescore: Sequence[str] = ("<ids from stage 1>",)) -> list[Request]:
         """Every request, in order, for --dry-run."""
-        tail = [] if self.final_is_exact else [self.rescore(list(item_ids_for_rescore))]
+        tail = [] if self.final_is_exact or self.rescore is None else [self.rescore(list(item_ids_for_rescore))]
         if self.keyword_scores is not None:
             tail.append(self.keyword_scores(list(item_ids_for_rescore)))
         return self.setup + [p.request for p in self.proposals] + tail
@@ -48,6 +53,13 @@ class SearchPlan:
 def exact_plan(exact: Request, rescore: Callable[[Sequence[str]], Request]) -> SearchPlan:
     """Exact mode: one request scores and explains; its 1+cos scores convert back to cosine."""
     return SearchPlan([Proposal("vector", exact, lambda s: s - 1.0)], rescore, final_is_exact=True)
+
+
+def one_request(knn: Request) -> SearchPlan:
+    """knn mode where the engine's kNN scores are float cosines: its ranking, scores and inner hits are the
+    answer, as the embedded engine's exact rescoring would give them (its (1 + cos) / 2 converted back)."""
+    return SearchPlan([Proposal("vector", knn, partial(vector_score_to_cosine, exact=False))], None,
+                      final_is_exact=True)
 
 
 def choose(query: PersonaQuery, lists: dict[str, dict[str, float]]) -> tuple[list[str], dict[str, dict[str, float]]]:

@@ -23,12 +23,11 @@ from ..models import ItemPersonas, Review
 from ..profile import ProfileConfig
 from ..training import HeadSettings, TrainedHead, TrainInputs, TrainSettings, build_training_set, fit, train_head
 from .candidates import interaction_matrix, popularity_scores, top_k
+from .data import EvalData
 from .folds import Evaluator, Fold, make_folds
 from .generators import scores, tune
-from .data import EvalData
 from .split import leave_one_out, ordered_interactions, training_reviews
 from .variants import TextTable
-
 
 log = logging.getLogger(__name__)
 HARD_NEGATIVES = 20  # the reranker chooses among the generator's top 20: train it to

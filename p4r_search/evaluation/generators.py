@@ -25,8 +25,8 @@ from threadpoolctl import threadpool_limits
 
 from ..errors import ChoiceError
 from .candidates import popularity_scores, top_k
-from .names import GENERATOR_KINDS
 from .item_models import ease_weights, item_scores, itemknn_weights, rp3beta_weights
+from .names import GENERATOR_KINDS
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ Three feature sets: `ltr` (all), `ltr-no-persona` (without the persona features:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,7 +69,7 @@ def matched_support(scorer: Scorer, variant: Variant, last_n: int, gamma: float,
     sims = profiles @ embedded.personas.vectors.T
     offsets = embedded.personas.offsets
     out = np.zeros((len(profiles), len(offsets) - 1), dtype=np.float32)
-    for item, (start, end) in enumerate(zip(offsets[:-1], offsets[1:])):
+    for item, (start, end) in enumerate(itertools.pairwise(offsets)):
         out[:, item] = supports[start:end][np.argmax(sims[:, start:end], axis=1)]
     return out
 

@@ -53,7 +53,7 @@ def segment_table(summary: Mapping[str, Any], orders: Mapping[tuple[str, str], d
 
 
 def segment_row(label: str, base: np.ndarray, other: np.ndarray, settings: LooSettings) -> dict[str, Any]:
-    row: dict[str, Any] = {"segment": label, "cases": int(len(base))}
+    row: dict[str, Any] = {"segment": label, "cases": len(base)}
     if len(base):
         row |= {"generator": float(base.mean()), "reranker": float(other.mean()),
                 "relative": float((other.mean() - base.mean()) / base.mean()) if base.mean() else None,
