@@ -18,11 +18,11 @@ from ..clusters import dsl
 from ..clusters.capabilities import CapabilityError, scores_float_vectors
 from ..clusters.dialects import dialect_for
 from ..clusters.model import Cluster, Distribution, Request, parse_version
-from ..clusters.plan import choose
+from ..clusters.plan import choose, knn_alone_answers
 from ..documents import ItemDocument
 from ..errors import NotFoundError, P4RError
 from ..models import EvidenceSnippet, Hit, ItemCard, MatchedPersona, PersonaCard
-from ..query import Mode, PersonaQuery
+from ..query import PersonaQuery
 from .cluster_checks import IndexChecks, check_compatible
 from .connect import client_distribution
 from .transport import RETRY_STATUSES, ClientTransport, DryRunTransport, Transport, http_status
@@ -173,8 +173,8 @@ class ClusterBackend(IndexChecks):
     # -- reading ----------------------------------------------------------------------------------
     def search(self, query: PersonaQuery) -> list[Hit]:
         # only a knn plan depends on how the vectors are stored: other modes need not read the mapping
-        knn = query.mode is Mode.KNN and query.candidate_ids is None
-        plan = self.dialect.search_plan(self.index, self.cluster, query, float_vectors=not knn or self.float_vectors)
+        float_vectors = not knn_alone_answers(query) or self.float_vectors
+        plan = self.dialect.search_plan(self.index, self.cluster, query, float_vectors=float_vectors)
         lists, first = self._propose(plan)
         if plan.final_is_exact:
             convert = plan.proposals[0].convert or (lambda s: s)

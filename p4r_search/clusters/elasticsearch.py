@@ -9,7 +9,7 @@ from ..query import Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import require, supports, vector_score_to_cosine
 from .model import Cluster, Request
-from .plan import Proposal, SearchPlan, exact_plan, one_request, rescore_plan
+from .plan import Proposal, SearchPlan, exact_plan, knn_alone_answers, one_request, rescore_plan
 
 EXACT_SCRIPT = "cosineSimilarity(params.query_value, 'personas.vector') + 1.0"
 
@@ -128,7 +128,7 @@ def search_plan(index: str, cluster: Cluster, query: PersonaQuery, float_vectors
     """`float_vectors`: the index's persona vectors are scored unquantised (p4r's own mapping). Only knn mode
     on such an index runs without painless; every other plan scores exactly with a script."""
     require(cluster, "es_min_version")
-    if query.mode is Mode.KNN and query.candidate_ids is None and float_vectors:
+    if knn_alone_answers(query) and float_vectors:
         return one_request(knn_search(index, cluster, query))
     require(cluster, "painless")
 

@@ -16,7 +16,7 @@ from ..query import Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import require, supports, vector_score_to_cosine
 from .model import Cluster, Request
-from .plan import Proposal, SearchPlan, exact_plan, one_request, rescore_plan
+from .plan import Proposal, SearchPlan, exact_plan, knn_alone_answers, one_request, rescore_plan
 
 ENGINES = ("lucene", "faiss")
 BM25_K1 = 1.2  # the default of both BM25 similarities
@@ -165,7 +165,7 @@ def search_plan(index: str, cluster: Cluster, query: PersonaQuery, engine: str =
     """`float_vectors`: the index's persona vectors are scored unquantised (p4r's own mapping, on either
     engine). Only knn mode on such an index runs without painless."""
     require(cluster, "os_knn_query")
-    if query.mode is Mode.KNN and query.candidate_ids is None and float_vectors:
+    if knn_alone_answers(query) and float_vectors:
         return one_request(knn_search(index, cluster, query))
     require(cluster, "painless")
 

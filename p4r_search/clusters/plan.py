@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from .. import fusion
-from ..query import Fusion, PersonaQuery
+from ..query import Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import vector_score_to_cosine
 from .model import Request
@@ -44,7 +44,7 @@ class SearchPlan:
 
     def requests(self, item_ids_for_rescore: Sequence[str] = ("<ids from stage 1>",)) -> list[Request]:
         """Every request, in order, for --dry-run."""
-        tail = [] if self.final_is_exact or self.rescore is None else [self.rescore(list(item_ids_for_rescore))]
+        tail = [] if self.final_is_exact else [self.rescore(list(item_ids_for_rescore))]
         if self.keyword_scores is not None:
             tail.append(self.keyword_scores(list(item_ids_for_rescore)))
         return self.setup + [p.request for p in self.proposals] + tail
@@ -53,6 +53,12 @@ class SearchPlan:
 def exact_plan(exact: Request, rescore: Callable[[Sequence[str]], Request]) -> SearchPlan:
     """Exact mode: one request scores and explains; its 1+cos scores convert back to cosine."""
     return SearchPlan([Proposal("vector", exact, lambda s: s - 1.0)], rescore, final_is_exact=True)
+
+
+def knn_alone_answers(query: PersonaQuery) -> bool:
+    """knn mode without candidate ids: on float vectors the engine's kNN is the whole answer (`one_request`);
+    the only plan that depends on how the index stores its vectors."""
+    return query.mode is Mode.KNN and query.candidate_ids is None
 
 
 def one_request(knn: Request) -> SearchPlan:
