@@ -61,6 +61,23 @@ def timed(fn, args: list) -> tuple[np.ndarray, list]:
     return np.asarray(ms), results
 
 
+def timed_interleaved(fns: dict, args: list) -> dict[str, tuple[np.ndarray, list]]:
+    """`timed` for several functions over the same `args`, interleaved: each argument goes to every function
+    in turn (the order rotating), so a change in the machine's load falls on all of them alike."""
+    names = list(fns)
+    for a in args[:WARMUP]:
+        for name in names:
+            fns[name](a)
+    ms: dict[str, list[float]] = {n: [] for n in names}
+    results: dict[str, list] = {n: [] for n in names}
+    for i, a in enumerate(args):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            start = time.perf_counter()
+            results[name].append(fns[name](a))
+            ms[name].append((time.perf_counter() - start) * 1000)
+    return {n: (np.asarray(ms[n]), results[n]) for n in names}
+
+
 def stats(ms: np.ndarray) -> dict:
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
 

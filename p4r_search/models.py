@@ -107,13 +107,16 @@ class GeneratorInfo(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+MAX_PERSONAS = 7  # per item: the paper's 2 to 7, and 1 where an item's reviews support only one
+
+
 class ItemPersonas(BaseModel):
     """One line of a personas JSONL file: the personas of one item and how they were made."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     item_id: Id
-    personas: list[Persona] = Field(min_length=1, max_length=7)
+    personas: list[Persona] = Field(min_length=1, max_length=MAX_PERSONAS)
     generator: GeneratorInfo
     input_hash: str = Field(description="Hash of the item, its reviews and the generator settings.")
     used_review_ids: list[Id] = Field(default_factory=list)

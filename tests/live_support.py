@@ -22,6 +22,7 @@ import engines
 from p4r_search.backends.cluster import ClusterBackend
 from p4r_search.backends.connect import API_KEY_ENV, PASSWORD_ENV, USERNAME_ENV
 from p4r_search.backends.embedded import EmbeddedBackend
+from p4r_search.backends.transport import recorded_requests
 from p4r_search.cli.engines import open_cluster
 from p4r_search.clusters import elasticsearch, opensearch
 from p4r_search.clusters.capabilities import CapabilityError, supports
@@ -235,22 +236,10 @@ def knn_stage_one(backend, query: PersonaQuery):
     return [(item, proposal.convert(score)) for item, score in raw_hits(backend.transport.send(proposal.request))]
 
 
-@contextlib.contextmanager
 def counted_requests(backend):
     """The requests the backend sends inside the block, recorded on its transport (each one HTTP request
     through the official client)."""
-    sent: list[Request] = []
-    original = backend.transport.send
-
-    def send(request: Request):
-        sent.append(request)
-        return original(request)
-
-    backend.transport.send = send
-    try:
-        yield sent
-    finally:
-        del backend.transport.send
+    return recorded_requests(backend.transport)
 
 
 CATEGORIES = 100  # 50 of the 5,000 synthetic items in each

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from p4r_search.backends.cluster import ClusterBackend
+from p4r_search.clusters.capabilities import CapabilityError
 from p4r_search.clusters.model import Cluster, Distribution, Request
 from p4r_search.query import PersonaQuery
 
@@ -84,7 +85,16 @@ class FloatMappedCluster(ScriptedCluster):
     """As ScriptedCluster, with p4r's own (float hnsw) mapping: its kNN scores are exact (1 + cos) / 2, best
     first, each with its best persona as the inner hit, as the engines answer (tests/test_live_clusters.py)."""
 
+    def __init__(self, documents: int = 12, stats_status: int | None = None):
+        super().__init__()
+        self.documents, self.stats_status = documents, stats_status
+
     def send(self, request: Request):
+        if request.path.endswith("/_stats/docs"):
+            self.sent.append(request)
+            if self.stats_status:  # as the clients raise it: an error carrying the HTTP status
+                raise type("ApiError", (Exception,), {"status_code": self.stats_status})("security_exception")
+            return {"_all": {"primaries": {"docs": {"count": self.documents}}}}
         if request.path.endswith("/_mapping"):
             self.sent.append(request)
             from p4r_search.clusters import elasticsearch
@@ -92,9 +102,11 @@ class FloatMappedCluster(ScriptedCluster):
             return {"items": elasticsearch.create_index("items", 4).body}
         if '"knn"' in json.dumps(request.body):
             self.sent.append(request)
-            hits = [{"_id": i, "_score": (1 + c) / 2, "_source": {"title": f"T{i}"},
+            body = json.dumps(request.body)
+            ids = [i for i in COSINE if f'"{i}"' in body.split('"ids"', 1)[-1]] if '"ids"' in body else list(COSINE)
+            hits = [{"_id": i, "_score": (1 + COSINE[i]) / 2, "_source": {"title": f"T{i}"},
                      "inner_hits": {"personas": {"hits": {"hits": [{"_source": persona(i)}]}}}}
-                    for i, c in sorted(COSINE.items(), key=lambda kv: -kv[1])]
+                    for i in sorted(ids, key=lambda i: -COSINE[i])]
             return {"hits": {"hits": hits[: request.body["size"]]}}
         return super().send(request)
 
@@ -114,8 +126,35 @@ def test_knn_on_a_float_mapping_is_one_request_after_the_mapping_is_read_once():
     assert [r.path for r in stand_in.sent][3:] == ["/items/_mapping", "/items/_search"]
 
 
-def test_other_modes_do_not_read_the_mapping():
+def test_hybrid_does_not_read_the_mapping_nor_the_document_count():
     stand_in = FloatMappedCluster()
     backend = ClusterBackend(stand_in, Cluster(Distribution.ELASTICSEARCH, (8, 19, 0), "basic"), "items")
-    backend.search(PersonaQuery(vector=np.ones(4), k=2, mode="exact"))
-    assert [r.path for r in stand_in.sent] == ["/items/_search"]
+    backend.search(PersonaQuery(vector=np.ones(4), k=2, mode="hybrid", text="soft"))
+    assert {r.path for r in stand_in.sent} == {"/items/_search"}
+
+
+ES_WITHOUT_PAINLESS = Cluster(Distribution.ELASTICSEARCH, (8, 19, 0), "basic", frozenset({"x-pack-core"}))
+
+
+def test_es_exact_on_a_small_index_is_one_knn_request_after_mapping_and_count_are_read_once():
+    stand_in = FloatMappedCluster(documents=12)
+    backend = ClusterBackend(stand_in, ES_WITHOUT_PAINLESS, "items")
+    query = PersonaQuery(vector=np.ones(4), k=2, mode="exact")
+    hits = backend.search(query)
+    assert [h.item_id for h in hits] == ["B", "C"] and [h.score for h in hits] == pytest.approx([0.9, 0.5])
+    assert hits[0].persona.persona_id == "B-p0"
+    assert [r.path for r in stand_in.sent] == ["/items/_mapping", "/items/_stats/docs", "/items/_search"]
+    backend.search(query)
+    assert [r.path for r in stand_in.sent][3:] == ["/items/_search"]
+    candidates = backend.search(PersonaQuery(vector=np.ones(4), k=2, mode="knn", candidate_ids=("A", "C")))
+    assert [h.item_id for h in candidates] == ["C", "A"] and [r.path for r in stand_in.sent][4:] == ["/items/_search"]
+
+
+@pytest.mark.parametrize("documents, status", [(10_001, None), (12, 403)], ids=["large index", "no monitor privilege"])
+def test_es_exact_needs_painless_where_lucene_would_not_scan_or_the_count_is_refused(documents, status):
+    stand_in = FloatMappedCluster(documents=documents, stats_status=status)
+    query = PersonaQuery(vector=np.ones(4), k=2, mode="exact")
+    with pytest.raises(CapabilityError, match="no lang-painless module"):
+        ClusterBackend(stand_in, ES_WITHOUT_PAINLESS, "items").search(query)
+    hits = ClusterBackend(stand_in, Cluster(Distribution.ELASTICSEARCH, (8, 19, 0), "basic"), "items").search(query)
+    assert [h.item_id for h in hits] == ["B", "C"] and "script_score" in json.dumps(stand_in.sent[-1].body)

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 import pytest
-from contract.spec_validator import assert_valid, request_schema, require_specs, validate, validate_bulk
+from contract.spec_validator import assert_valid, operation, request_schema, require_specs, validate, validate_bulk
 from test_dialects import CLUSTERS, EXTRAS, MODES, make_query, plan_for
 
 from p4r_search.backends.cluster import bulk_actions
@@ -142,3 +142,31 @@ def test_a_misspelled_key_is_caught():
     search = plan_for(CLUSTERS[0], make_query("knn", None, {})).proposals[0].request.body
     search["knn"]["num_candidate"] = 10
     assert validate("elasticsearch", request_schema("elasticsearch", "POST", "/{index}/_search"), search)
+
+
+@pytest.mark.parametrize("cluster", [c for c in CLUSTERS if c.distribution is Distribution.ELASTICSEARCH], ids=str)
+def test_es_exact_through_the_knn_validates(cluster):
+    """The whole-index exact scan of a small index (index_documents known) and the request that reads it."""
+    from p4r_search.backends.cluster import ClusterBackend
+
+    for extra in EXTRAS:
+        plan = es.search_plan("items", cluster, make_query("exact", None, extra), index_documents=50)
+        assert "knn" in plan.proposals[0].request.body
+        check("elasticsearch", plan.proposals[0].request)
+
+    class Counted:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, request):
+            self.sent.append(request)
+            return {"_all": {"primaries": {"docs": {"count": 50}}}}
+
+    transport = Counted()
+    assert ClusterBackend(transport, cluster, "items").index_documents == 50
+    # a body-less GET: its path is held against a spec that has it. The Elasticsearch spec here is the
+    # serverless one, which has no index stats (there p4r gets an error, knows no count, and uses painless);
+    # the route is RestIndicesStatsAction's `/{index}/_stats/{metric}`, the same as OpenSearch's
+    stats = transport.sent[0]
+    assert stats.method == "GET" and stats.body is None and stats.params == {"filter_path": "_all.primaries.docs.count"}
+    assert operation("opensearch", "GET", "/{index}/_stats/{metric}") and stats.path == "/items/_stats/docs"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from p4r_search.clusters import dsl
 from p4r_search.clusters import elasticsearch as es
 from p4r_search.clusters import opensearch as os_
 from p4r_search.clusters.capabilities import CapabilityError, scores_float_vectors, supports, vector_score_to_cosine
@@ -76,11 +77,13 @@ def test_every_combination_plans_or_refuses_with_a_reason(cluster, mode, fusion,
     if extra.get("filters"):
         assert '"terms": {"categories": ["Dresses"]}' in bodies and '"ids": {"values": ["9"]}' in bodies
     if extra.get("candidate_ids"):
-        assert '"ids": {"values": ["1", "2", "3"]}' in bodies and '"knn"' not in json.dumps(plan.proposals[0].request.body)
+        assert '"ids": {"values": ["1", "2", "3"]}' in bodies
+        native = mode in ("knn", "exact")  # both engines (OpenSearch on lucene) score candidates by the kNN itself
+        assert ('"knn"' in json.dumps(plan.proposals[0].request.body)) is native
     if mode == "exact":
         assert plan.final_is_exact and len(plan.proposals) == 1
-    if mode == "knn" and extra.get("candidate_ids"):  # one request: the scripted exact score over the ids
-        assert plan.final_is_exact and len(requests) == 1 and '"script_score"' in bodies
+    if mode in ("knn", "exact") and extra.get("candidate_ids"):  # one request scores the ids exactly
+        assert plan.final_is_exact and len(requests) == 1 and '"script_score"' not in bodies
     if mode == "knn" and not extra.get("candidate_ids"):  # one request: the engine's float kNN is the answer
         assert plan.final_is_exact and plan.rescore is None and len(plan.requests(["1", "2"])) == 1
         assert "script_score" not in bodies and plan.proposals[0].request.body["size"] == 5
@@ -128,6 +131,69 @@ def test_knn_on_quantised_vectors_is_rescored_exactly_in_a_second_request():
 ])
 def test_which_vector_mappings_score_float_cosines(distribution, version, mapping, is_float):
     assert scores_float_vectors(Cluster(distribution, version), mapping) is is_float
+
+
+ES_8_19 = Cluster(Distribution.ELASTICSEARCH, (8, 19, 0), "basic", frozenset({"x-pack-core"}))  # no painless
+
+
+def test_es_scores_candidates_exactly_through_the_knn_without_a_script():
+    query = make_query("exact", None, {"candidate_ids": ("1", "2", "3"), "exclude_ids": frozenset({"2"})})
+    plan = es.search_plan("items", ES_8_19, query)
+    body = plan.proposals[0].request.body
+    knn = body["knn"]
+    # num_candidates at its cap: Lucene then scores every persona the ids filter matches (dsl.NATIVE_EXACT_*)
+    assert knn["num_candidates"] == 10_000 and knn["k"] == 5 and body["size"] == 5
+    assert {"ids": {"values": ["1", "2", "3"]}} in knn["filter"] and {"bool": {"must_not": [{"ids": {"values": ["2"]}}]}} in knn["filter"]
+    assert knn["inner_hits"]["size"] == 1 and body["_source"] == ["title"]
+    assert plan.final_is_exact and len(plan.requests()) == 1 and "script_score" not in json.dumps(body)
+    assert plan.proposals[0].convert(0.9) == pytest.approx(0.8)  # (1 + cos) / 2 back to the cosine
+
+
+@pytest.mark.parametrize("version", OS_VERSIONS)
+def test_os_scores_candidates_exactly_through_the_lucene_knn_and_faiss_keeps_the_script(version):
+    cluster = Cluster(Distribution.OPENSEARCH, version)
+    query = make_query("exact", None, {"candidate_ids": ("1", "2", "3")})
+    plan = os_.search_plan("items", cluster, query)
+    body = plan.proposals[0].request.body
+    knn = body["query"]["bool"]["must"][0]["nested"]["query"]["knn"]["personas.vector"]
+    # k at its cap, so Lucene's k (max(k, ef_search)) covers every persona the ids filter matches
+    assert knn["k"] == 10_000 and knn["filter"] == {"bool": {"filter": [{"ids": {"values": ["1", "2", "3"]}}]}}
+    assert body["size"] == 5 and plan.final_is_exact and "script_score" not in json.dumps(body)
+    faiss = os_.search_plan("items", cluster, query, engine="faiss")
+    assert "cosineSimilarity" in json.dumps(faiss.proposals[0].request.body)
+    scan = os_.search_plan("items", cluster, make_query("exact", None, {}), index_documents=50)
+    assert "cosineSimilarity" in json.dumps(scan.proposals[0].request.body)  # a whole-index scan stays scripted
+
+
+def test_es_candidates_beyond_what_lucene_scores_exactly_need_painless():
+    many = tuple(str(n) for n in range(dsl.NATIVE_EXACT_ITEMS + 1))
+    with pytest.raises(CapabilityError, match="painless"):
+        es.search_plan("items", ES_8_19, make_query("knn", None, {"candidate_ids": many}))
+    plan = es.search_plan("items", Cluster(Distribution.ELASTICSEARCH, (8, 19, 0)), make_query("knn", None, {"candidate_ids": many}))
+    assert "cosineSimilarity" in json.dumps(plan.proposals[0].request.body)
+
+
+@pytest.mark.parametrize("documents, native", [(50, True), (10_000, True), (10_001, False), (None, False)])
+def test_es_exact_mode_is_the_knn_itself_on_an_index_lucene_scores_whole(documents, native):
+    """A whole-index exact scan through the kNN only where every segment has at most num_candidates' cap of
+    documents (the index's count, nested ones included); else painless, refused on a node without it."""
+    query = make_query("exact", None, {"filters": {"categories": ("Dresses",)}})
+    if not native:
+        with pytest.raises(CapabilityError, match="painless"):
+            es.search_plan("items", ES_8_19, query, index_documents=documents)
+        return
+    body = es.search_plan("items", ES_8_19, query, index_documents=documents).proposals[0].request.body
+    assert body["knn"]["filter"] == [{"terms": {"categories": ["Dresses"]}}] and body["knn"]["num_candidates"] == 10_000
+    unfiltered = es.search_plan("items", ES_8_19, make_query("exact", None, {}), index_documents=documents)
+    # without a filter Lucene would only walk the graph: match_all makes it count, and scan
+    assert unfiltered.proposals[0].request.body["knn"]["filter"] == [{"match_all": {}}]
+
+
+def test_es_exact_on_quantised_vectors_keeps_the_script():
+    query = make_query("exact", None, {"candidate_ids": ("1",)})
+    plan = es.search_plan("items", Cluster(Distribution.ELASTICSEARCH, (8, 19, 0)), query, float_vectors=False,
+                          index_documents=10)
+    assert "cosineSimilarity" in json.dumps(plan.proposals[0].request.body)
 
 
 def test_es_exact_is_nested_max_around_a_constant_script():
@@ -212,10 +278,12 @@ def test_a_cluster_without_painless_or_knn_is_refused_with_why():
         with pytest.raises(CapabilityError, match="no lang-painless module"):
             es.search_plan("items", bare_es, make_query(mode, "linear", {}))
     assert len(es.search_plan("items", bare_es, make_query("knn", None, {})).requests()) == 1  # knn needs no script
-    with pytest.raises(CapabilityError, match="no lang-painless module"):  # candidates are scored by one
-        es.search_plan("items", bare_es, make_query("knn", None, {"candidate_ids": ("1",)}))
-    with pytest.raises(CapabilityError, match="no lang-painless module"):  # and quantised vectors are rescored
+    candidates = make_query("knn", None, {"candidate_ids": ("1",)})
+    assert len(es.search_plan("items", bare_es, candidates).requests()) == 1  # nor do candidates, on float vectors
+    with pytest.raises(CapabilityError, match="no lang-painless module"):  # quantised vectors are rescored by one
         es.search_plan("items", bare_es, make_query("knn", None, {}), float_vectors=False)
+    with pytest.raises(CapabilityError, match="no lang-painless module"):
+        es.search_plan("items", bare_es, candidates, float_vectors=False)
     no_knn = Cluster(Distribution.OPENSEARCH, (2, 19, 0), plugins=frozenset({"lang-painless"}))
     with pytest.raises(CapabilityError, match="k-NN plugin.*install opensearch-knn"):
         os_.search_plan("items", no_knn, make_query("knn", None, {}))

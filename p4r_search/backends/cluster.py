@@ -18,16 +18,17 @@ from ..clusters import dsl
 from ..clusters.capabilities import CapabilityError, scores_float_vectors
 from ..clusters.dialects import dialect_for
 from ..clusters.model import Cluster, Distribution, Request, parse_version
-from ..clusters.plan import choose, knn_alone_answers
+from ..clusters.plan import choose, exact_scan
 from ..documents import ItemDocument
 from ..errors import NotFoundError, P4RError
 from ..models import EvidenceSnippet, Hit, ItemCard, MatchedPersona, PersonaCard
-from ..query import PersonaQuery
+from ..query import Mode, PersonaQuery
 from .cluster_checks import IndexChecks, check_compatible
 from .connect import client_distribution
 from .transport import RETRY_STATUSES, ClientTransport, DryRunTransport, Transport, http_status
 
 log = logging.getLogger(__name__)
+VECTOR_ONLY_MODES = (Mode.KNN, Mode.EXACT)  # the modes whose plan depends on how the vectors are stored
 NODE_PLUGINS = "nodes.*.plugins.name,nodes.*.modules.name"
 
 
@@ -172,9 +173,10 @@ class ClusterBackend(IndexChecks):
 
     # -- reading ----------------------------------------------------------------------------------
     def search(self, query: PersonaQuery) -> list[Hit]:
-        # only a knn plan depends on how the vectors are stored: other modes need not read the mapping
-        float_vectors = not knn_alone_answers(query) or self.float_vectors
-        plan = self.dialect.search_plan(self.index, self.cluster, query, float_vectors=float_vectors)
+        # hybrid and rescore plans score with a script whatever the mapping: they need not read it
+        float_vectors = query.mode in VECTOR_ONLY_MODES and self.float_vectors
+        plan = self.dialect.search_plan(self.index, self.cluster, query, float_vectors=float_vectors,
+                                        index_documents=self._index_documents_for(query))
         lists, first = self._propose(plan)
         if plan.final_is_exact:
             convert = plan.proposals[0].convert or (lambda s: s)
@@ -206,6 +208,10 @@ class ClusterBackend(IndexChecks):
         if set(lists) == {"vector"}:
             hits.sort(key=lambda h: (-h.score, h.item_id))
         return hits[: query.k]
+
+    def _index_documents_for(self, query: PersonaQuery) -> int | None:
+        """The index's document count where the plan for `query` depends on it, else None (not read)."""
+        return self.index_documents if exact_scan(query) and self.dialect.exact_needs_document_count else None
 
     def _propose(self, plan):
         """Stage 1: each proposal's ranked list (item → score on the embedded scale), and the first raw hits."""
@@ -265,8 +271,9 @@ class ClusterBackend(IndexChecks):
 
     # -- what the index holds, asked once per backend (refresh_metadata() asks again) -------------------
     def refresh_metadata(self) -> None:
-        """Forget the cached encoder model and vector mapping, e.g. after the index was rebuilt."""
-        for name in ("model_name", "float_vectors"):
+        """Forget the cached encoder model, vector mapping and document count, e.g. after the index was
+        rebuilt or has grown."""
+        for name in ("model_name", "float_vectors", "index_documents"):
             self.__dict__.pop(name, None)
 
     @cached_property
@@ -283,6 +290,24 @@ class ClusterBackend(IndexChecks):
             return True  # no index yet: the search itself will say so
         vector = personas.get("properties", {}).get("vector", {})
         return scores_float_vectors(self.cluster, vector)
+
+    @cached_property
+    def index_documents(self) -> int | None:
+        """Lucene documents in the index's primaries, nested personas included (index stats count them;
+        `_count` would not). None where it is not known: a dry run reads nothing, a key without the
+        `monitor` privilege is refused index stats (403), Elastic's serverless API has none (its spec lists
+        no index stats), and a missing index is the search's to report."""
+        if isinstance(self.transport, DryRunTransport):
+            return None
+        try:
+            answer = self.transport.send(Request("GET", f"/{self.index}/_stats/docs",
+                                                 params={"filter_path": "_all.primaries.docs.count"}))
+        except Exception as exc:
+            if not 400 <= (http_status(exc) or 0) < 500:
+                raise
+            log.info("could not read %s's document count (%s); exact mode scores with a script", self.index, exc)
+            return None
+        return int(((answer or {}).get("_all") or {}).get("primaries", {}).get("docs", {}).get("count", 0)) or None
 
     @cached_property
     def model_name(self) -> str | None:

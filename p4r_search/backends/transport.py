@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -70,6 +71,24 @@ class DryRunTransport:
             lines += [{op: meta}, action["_source"] if op == "index" else {"doc": action["doc"]}]
         self.send(Request("POST", "/_bulk", lines))
         return [(True, {a["_op_type"]: {"_id": a["_id"], "status": 200}}) for a in actions]
+
+
+@contextlib.contextmanager
+def recorded_requests(transport: Transport) -> Iterator[list[Request]]:
+    """The requests sent through `transport` inside the block, in order (each one HTTP request on a
+    ClientTransport); the transport is restored afterwards."""
+    sent: list[Request] = []
+    original = transport.send
+
+    def send(request: Request) -> Any:
+        sent.append(request)
+        return original(request)
+
+    transport.send = send  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        del transport.send
 
 
 def http_status(exc: BaseException) -> int | None:

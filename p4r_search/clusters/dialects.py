@@ -16,13 +16,17 @@ from .plan import SearchPlan
 class Dialect:
     create_index: Callable[[str, int], Request]
     put_mapping: Callable[[str, int], Request]
-    search_plan: Callable[..., SearchPlan]  # (index, cluster, query, float_vectors=True)
+    search_plan: Callable[..., SearchPlan]  # (index, cluster, query, float_vectors=True, index_documents=None)
+    # whether a whole-index exact plan depends on the index's document count (Elasticsearch scores a small
+    # index exactly through the kNN itself): the backend reads it only then
+    exact_needs_document_count: bool = False
 
 
 def dialect_for(cluster: Cluster, os_engine: str = "lucene") -> Dialect:
     """The bodies for this cluster; what it cannot map is refused here, before any request."""
     if cluster.distribution is Distribution.ELASTICSEARCH:
-        return Dialect(elasticsearch.create_index, elasticsearch.put_mapping, elasticsearch.search_plan)
+        return Dialect(elasticsearch.create_index, elasticsearch.put_mapping, elasticsearch.search_plan,
+                       exact_needs_document_count=True)
     if os_engine == "faiss":
         require(cluster, "faiss_cosine")
     return Dialect(

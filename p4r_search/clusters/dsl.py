@@ -6,14 +6,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..documents import ItemDocument
-from ..models import EvidenceSnippet, Hit, MatchedPersona
-from ..query import Mode, PersonaQuery
+from ..models import MAX_PERSONAS, EvidenceSnippet, Hit, MatchedPersona
+from ..query import MAX_WINDOW, Mode, PersonaQuery
 from .model import Request
 
 PATH = "personas"
 VECTOR = "personas.vector"
 TEXT = "personas.text"
 EXACT_SOURCE = "cosineSimilarity(params.query_value, '" + VECTOR + "') + 1.0"  # ES: field name as a string
+# Lucene scores a filtered kNN exactly, every matching vector, in a segment where the filter matches no more
+# documents than the query's k (AbstractKnnVectorQuery: "if the filter cost is less than k, just execute an
+# exact search"); on a nested field the engines wrap the item filter in ToChildBlockJoinQuery, so what it counts
+# is the matched items' nested documents. With k at the engines' cap of 10,000, that is every persona of up to
+# 1,428 candidate items (7 each at most), or every document of an index of up to 10,000, nested ones included.
+NATIVE_EXACT_DOCUMENTS = MAX_WINDOW
+NATIVE_EXACT_ITEMS = MAX_WINDOW // MAX_PERSONAS
 PERSONA_FIELDS = ["persona_id", "name", "description", "rationale", "support", "evidence_review_ids", "evidence"]
 
 

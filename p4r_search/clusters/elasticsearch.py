@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..query import Fusion, Mode, PersonaQuery
+from ..query import MAX_WINDOW, Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import require, supports, vector_score_to_cosine
 from .model import Cluster, Request
 from .plan import Proposal, SearchPlan, exact_plan, knn_alone_answers, one_request, rescore_plan
 
 EXACT_SCRIPT = "cosineSimilarity(params.query_value, 'personas.vector') + 1.0"
+# Elasticsearch hands Lucene num_candidates as its k, and wraps a nested field's filter in ToChildBlockJoinQuery
+# (KnnVectorQueryBuilder.doToQuery, ESDiversifyingChildrenFloatKnnVectorQuery): dsl.NATIVE_EXACT_* then hold
+# with num_candidates at its cap. Run on 8.19.0: tests/test_live_clusters.py.
+NATIVE_EXACT_DOCUMENTS = dsl.NATIVE_EXACT_DOCUMENTS
 
 
 def vector_mapping(dim: int, m: int = 16, ef_construction: int = 100) -> dict[str, Any]:
@@ -124,12 +128,35 @@ def knn_search(index: str, cluster: Cluster, query: PersonaQuery) -> Request:
     return Request("POST", f"/{index}/_search", {"size": query.k, "knn": knn, "_source": ["title"]})
 
 
-def search_plan(index: str, cluster: Cluster, query: PersonaQuery, float_vectors: bool = True) -> SearchPlan:
-    """`float_vectors`: the index's persona vectors are scored unquantised (p4r's own mapping). Only knn mode
-    on such an index runs without painless; every other plan scores exactly with a script."""
+def exact_knn_search(index: str, cluster: Cluster, query: PersonaQuery) -> Request:
+    """Exact scoring without a script: the kNN with a filter (the candidate ids, or every item) and
+    num_candidates at its cap, which Lucene answers by scoring every matching persona (NATIVE_EXACT_*)."""
+    require(cluster, "nested_knn")
+    knn = {**knn_clause(query), "k": query.k, "num_candidates": MAX_WINDOW, "inner_hits": dsl.inner_hits()}
+    knn.setdefault("filter", [{"match_all": {}}])  # without a filter Lucene only walks the graph
+    return Request("POST", f"/{index}/_search", {"size": query.k, "knn": knn, "_source": ["title"]})
+
+
+def native_request(index: str, cluster: Cluster, query: PersonaQuery, index_documents: int | None) -> Request | None:
+    """On float vectors, the one kNN request that answers `query` as exactly as a script would; None where
+    only painless can (hybrid and rescore modes, more candidates or a larger index than Lucene scores exactly)."""
+    if knn_alone_answers(query):
+        return knn_search(index, cluster, query)
+    if query.candidate_ids is not None and query.mode in (Mode.KNN, Mode.EXACT):
+        return exact_knn_search(index, cluster, query) if len(query.candidate_ids) <= dsl.NATIVE_EXACT_ITEMS else None
+    if query.mode is Mode.EXACT and index_documents is not None and index_documents <= NATIVE_EXACT_DOCUMENTS:
+        return exact_knn_search(index, cluster, query)
+    return None
+
+
+def search_plan(index: str, cluster: Cluster, query: PersonaQuery, float_vectors: bool = True,
+                index_documents: int | None = None) -> SearchPlan:
+    """`float_vectors`: the index's persona vectors are scored unquantised (p4r's own mapping); then knn
+    mode, candidates and exact mode on a small index (`index_documents`, nested ones included) are one kNN
+    request without painless. Every other plan scores exactly with a script."""
     require(cluster, "es_min_version")
-    if knn_alone_answers(query) and float_vectors:
-        return one_request(knn_search(index, cluster, query))
+    if float_vectors and (native := native_request(index, cluster, query, index_documents)):
+        return one_request(native)
     require(cluster, "painless")
 
     def rescore(ids: Sequence[str]) -> Request:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ChoiceError
-from ..query import Fusion, Mode, PersonaQuery
+from ..query import MAX_WINDOW, Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import require, supports, vector_score_to_cosine
 from .model import Cluster, Request
@@ -73,9 +73,9 @@ def exact_search(index: str, query: PersonaQuery, size: int, item_ids: Sequence[
 
 
 def knn_clause(cluster: Cluster, query: PersonaQuery, extra_filters: Sequence[dict[str, Any]] = (), *,
-               with_inner_hits: bool) -> dict[str, Any]:
+               with_inner_hits: bool, k: int | None = None) -> dict[str, Any]:
     require(cluster, "os_knn_query")
-    knn: dict[str, Any] = {"vector": dsl.vector_param(query), "k": query.num_candidates}
+    knn: dict[str, Any] = {"vector": dsl.vector_param(query), "k": k or query.num_candidates}
     if supports(cluster, "knn_method_parameters"):
         # without it ef_search is k: on 5,000 random 384-d items, top-10 recall was 0.62 to 0.96 across index
         # builds on OpenSearch 3.5.0; with 200 it was 1.0 on 3.5.0 and 0.93 to 0.99 on 2.19.1 (3 builds each)
@@ -105,6 +105,28 @@ def knn_search(index: str, cluster: Cluster, query: PersonaQuery) -> Request:
     body = {"size": query.k, "query": dsl.bool_query([knn_clause(cluster, query, with_inner_hits=True)], query),
             "_source": ["title"]}
     return Request("POST", f"/{index}/_search", body)
+
+
+def exact_knn_search(index: str, cluster: Cluster, query: PersonaQuery) -> Request:
+    """Candidates scored exactly without a script (lucene engine): the nested kNN with the ids in its filter
+    and k at its cap, which Lucene answers by scoring every persona of those items (dsl.NATIVE_EXACT_ITEMS).
+    The k-NN plugin gives Lucene max(k, ef_search) and wraps a parent filter in ToChildBlockJoinQuery
+    (KNNQueryFactory.create, BaseQueryFactory.getFilterQuery); run on 2.19.1 and 3.5.0."""
+    clause = knn_clause(cluster, query, with_inner_hits=True, k=MAX_WINDOW)
+    return Request("POST", f"/{index}/_search", {"size": query.k, "query": dsl.bool_query([clause], query),
+                                                 "_source": ["title"]})
+
+
+def native_request(index: str, cluster: Cluster, query: PersonaQuery, engine: str) -> Request | None:
+    """On float vectors, the one kNN request that answers `query` as exactly as a script would; None where
+    a script must. faiss's filtered search has rules of its own (filtered_exact_search_threshold), not run
+    here (the k-NN zip has no native libraries): its candidates keep the script."""
+    if knn_alone_answers(query):
+        return knn_search(index, cluster, query)
+    candidates = query.candidate_ids is not None and query.mode in (Mode.KNN, Mode.EXACT)
+    if candidates and engine == "lucene" and len(query.candidate_ids) <= dsl.NATIVE_EXACT_ITEMS:
+        return exact_knn_search(index, cluster, query)
+    return None
 
 
 def search_pipeline(cluster: Cluster, query: PersonaQuery) -> tuple[str, dict[str, Any]]:
@@ -161,12 +183,14 @@ def server_side_fusion(cluster: Cluster, query: PersonaQuery) -> bool:
 
 
 def search_plan(index: str, cluster: Cluster, query: PersonaQuery, engine: str = "lucene",
-                float_vectors: bool = True) -> SearchPlan:
+                float_vectors: bool = True, index_documents: int | None = None) -> SearchPlan:
     """`float_vectors`: the index's persona vectors are scored unquantised (p4r's own mapping, on either
-    engine). Only knn mode on such an index runs without painless."""
+    engine). knn mode on such an index runs without painless (which every OpenSearch distribution
+    ships), and candidates too on the lucene engine. A whole-index exact scan stays scripted, so
+    `index_documents` is not used."""
     require(cluster, "os_knn_query")
-    if knn_alone_answers(query) and float_vectors:
-        return one_request(knn_search(index, cluster, query))
+    if float_vectors and (native := native_request(index, cluster, query, engine)):
+        return one_request(native)
     require(cluster, "painless")
 
     def rescore(ids: Sequence[str]) -> Request:

@@ -61,6 +61,11 @@ def knn_alone_answers(query: PersonaQuery) -> bool:
     return query.mode is Mode.KNN and query.candidate_ids is None
 
 
+def exact_scan(query: PersonaQuery) -> bool:
+    """Exact mode over the whole index (no candidate ids)."""
+    return query.mode is Mode.EXACT and query.candidate_ids is None
+
+
 def one_request(knn: Request) -> SearchPlan:
     """knn mode where the engine's kNN scores are float cosines: its ranking, scores and inner hits are the
     answer, as the embedded engine's exact rescoring would give them (its (1 + cos) / 2 converted back)."""
