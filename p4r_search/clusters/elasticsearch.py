@@ -7,9 +7,9 @@ from typing import Any
 
 from ..query import MAX_WINDOW, Fusion, Mode, PersonaQuery
 from . import dsl
-from .capabilities import require, supports, vector_score_to_cosine
+from .capabilities import CapabilityError, require, supports, vector_score_to_cosine
 from .model import Cluster, Request
-from .plan import Proposal, SearchPlan, exact_plan, knn_alone_answers, one_request, rescore_plan
+from .plan import Proposal, SearchPlan, exact_plan, exact_scan, knn_alone_answers, one_request, rescore_plan
 
 EXACT_SCRIPT = "cosineSimilarity(params.query_value, 'personas.vector') + 1.0"
 # Elasticsearch hands Lucene num_candidates as its k, and wraps a nested field's filter in ToChildBlockJoinQuery
@@ -157,6 +157,11 @@ def search_plan(index: str, cluster: Cluster, query: PersonaQuery, float_vectors
     require(cluster, "es_min_version")
     if float_vectors and (native := native_request(index, cluster, query, index_documents)):
         return one_request(native)
+    if exact_scan(query) and not supports(cluster, "painless"):
+        size = f"{index_documents:,} documents" if index_documents else "documents p4r could not count"
+        raise CapabilityError(f"{cluster} cannot do this: an exact scan of {index} ({size}; the kNN scans at most "
+                              f"{NATIVE_EXACT_DOCUMENTS:,} exactly) runs painless, and this cluster has no "
+                              "lang-painless module; use knn mode, or --candidates, or a node with painless")
     require(cluster, "painless")
 
     def rescore(ids: Sequence[str]) -> Request:
