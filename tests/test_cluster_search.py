@@ -25,12 +25,19 @@ def persona(item):
             "evidence": [{"review_id": f"{item}-r1", "text": "so soft"}]}
 
 
+# a quantised persona-vector mapping on either engine (int8 on Elasticsearch, byte on OpenSearch): its kNN
+# scores are approximate, as ScriptedCluster's are, so every plan scores exactly with the script
+QUANTISED = {"type": "dense_vector", "index_options": {"type": "int8_hnsw"}, "data_type": "byte"}
+
+
 class ScriptedCluster:
     def __init__(self):
         self.sent: list[Request] = []
 
     def send(self, request: Request):
         self.sent.append(request)
+        if request.path.endswith("/_mapping"):
+            return {"items": {"mappings": {"properties": {"personas": {"properties": {"vector": QUANTISED}}}}}}
         body = json.dumps(request.body)
         ids = [i for i in COSINE if f'"{i}"' in body.split('"ids"', 1)[-1]] if '"ids"' in body else list(COSINE)
         if "script_score" in body:  # exact: 1 + cos, with the best persona
