@@ -18,17 +18,16 @@ from ..clusters import dsl
 from ..clusters.capabilities import CapabilityError, scores_float_vectors
 from ..clusters.dialects import dialect_for
 from ..clusters.model import Cluster, Distribution, Request, parse_version
-from ..clusters.plan import choose, exact_scan
+from ..clusters.plan import VECTOR_MODES, choose, exact_scan
 from ..documents import ItemDocument
 from ..errors import NotFoundError, P4RError
 from ..models import EvidenceSnippet, Hit, ItemCard, MatchedPersona, PersonaCard
-from ..query import Mode, PersonaQuery
+from ..query import PersonaQuery
 from .cluster_checks import IndexChecks, check_compatible
 from .connect import client_distribution
 from .transport import RETRY_STATUSES, ClientTransport, DryRunTransport, Transport, http_status
 
 log = logging.getLogger(__name__)
-VECTOR_ONLY_MODES = (Mode.KNN, Mode.EXACT)  # the modes whose plan depends on how the vectors are stored
 NODE_PLUGINS = "nodes.*.plugins.name,nodes.*.modules.name"
 
 
@@ -174,7 +173,7 @@ class ClusterBackend(IndexChecks):
     # -- reading ----------------------------------------------------------------------------------
     def search(self, query: PersonaQuery) -> list[Hit]:
         # hybrid and rescore plans score with a script whatever the mapping: they need not read it
-        float_vectors = query.mode in VECTOR_ONLY_MODES and self.float_vectors
+        float_vectors = query.mode in VECTOR_MODES and self.float_vectors
         plan = self.dialect.search_plan(self.index, self.cluster, query, float_vectors=float_vectors,
                                         index_documents=self._index_documents_for(query))
         lists, first = self._propose(plan)

@@ -9,13 +9,21 @@ from ..query import MAX_WINDOW, Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import CapabilityError, require, supports, vector_score_to_cosine
 from .model import Cluster, Request
-from .plan import Proposal, SearchPlan, exact_plan, exact_scan, knn_alone_answers, one_request, rescore_plan
+from .plan import (
+    Proposal,
+    SearchPlan,
+    exact_plan,
+    exact_scan,
+    knn_alone_answers,
+    native_candidates,
+    one_request,
+    rescore_plan,
+)
 
 EXACT_SCRIPT = "cosineSimilarity(params.query_value, 'personas.vector') + 1.0"
 # Elasticsearch hands Lucene num_candidates as its k, and wraps a nested field's filter in ToChildBlockJoinQuery
 # (KnnVectorQueryBuilder.doToQuery, ESDiversifyingChildrenFloatKnnVectorQuery): dsl.NATIVE_EXACT_* then hold
 # with num_candidates at its cap. Run on 8.19.0: tests/test_live_clusters.py.
-NATIVE_EXACT_DOCUMENTS = dsl.NATIVE_EXACT_DOCUMENTS
 
 
 def vector_mapping(dim: int, m: int = 16, ef_construction: int = 100) -> dict[str, Any]:
@@ -142,9 +150,9 @@ def native_request(index: str, cluster: Cluster, query: PersonaQuery, index_docu
     only painless can (hybrid and rescore modes, more candidates or a larger index than Lucene scores exactly)."""
     if knn_alone_answers(query):
         return knn_search(index, cluster, query)
-    if query.candidate_ids is not None and query.mode in (Mode.KNN, Mode.EXACT):
-        return exact_knn_search(index, cluster, query) if len(query.candidate_ids) <= dsl.NATIVE_EXACT_ITEMS else None
-    if query.mode is Mode.EXACT and index_documents is not None and index_documents <= NATIVE_EXACT_DOCUMENTS:
+    if native_candidates(query):
+        return exact_knn_search(index, cluster, query)
+    if exact_scan(query) and index_documents is not None and index_documents <= dsl.NATIVE_EXACT_DOCUMENTS:
         return exact_knn_search(index, cluster, query)
     return None
 
@@ -160,7 +168,7 @@ def search_plan(index: str, cluster: Cluster, query: PersonaQuery, float_vectors
     if exact_scan(query) and not supports(cluster, "painless"):
         size = f"{index_documents:,} documents" if index_documents else "documents p4r could not count"
         raise CapabilityError(f"{cluster} cannot do this: an exact scan of {index} ({size}; the kNN scans at most "
-                              f"{NATIVE_EXACT_DOCUMENTS:,} exactly) runs painless, and this cluster has no "
+                              f"{dsl.NATIVE_EXACT_DOCUMENTS:,} exactly) runs painless, and this cluster has no "
                               "lang-painless module; use knn mode, or --candidates, or a node with painless")
     require(cluster, "painless")
 

@@ -16,7 +16,7 @@ from ..query import MAX_WINDOW, Fusion, Mode, PersonaQuery
 from . import dsl
 from .capabilities import require, supports, vector_score_to_cosine
 from .model import Cluster, Request
-from .plan import Proposal, SearchPlan, exact_plan, knn_alone_answers, one_request, rescore_plan
+from .plan import Proposal, SearchPlan, exact_plan, knn_alone_answers, native_candidates, one_request, rescore_plan
 
 ENGINES = ("lucene", "faiss")
 BM25_K1 = 1.2  # the default of both BM25 similarities
@@ -123,8 +123,7 @@ def native_request(index: str, cluster: Cluster, query: PersonaQuery, engine: st
     here (the k-NN zip has no native libraries): its candidates keep the script."""
     if knn_alone_answers(query):
         return knn_search(index, cluster, query)
-    candidates = query.candidate_ids is not None and query.mode in (Mode.KNN, Mode.EXACT)
-    if candidates and engine == "lucene" and len(query.candidate_ids) <= dsl.NATIVE_EXACT_ITEMS:
+    if engine == "lucene" and native_candidates(query):
         return exact_knn_search(index, cluster, query)
     return None
 

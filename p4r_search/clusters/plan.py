@@ -66,6 +66,16 @@ def exact_scan(query: PersonaQuery) -> bool:
     return query.mode is Mode.EXACT and query.candidate_ids is None
 
 
+VECTOR_MODES = (Mode.KNN, Mode.EXACT)  # the modes whose plan depends on how the vectors are stored
+
+
+def native_candidates(query: PersonaQuery) -> bool:
+    """Candidate ids in knn or exact mode, few enough that Lucene's filtered kNN scores every persona of them
+    exactly (dsl.NATIVE_EXACT_ITEMS)."""
+    return query.mode in VECTOR_MODES and query.candidate_ids is not None and \
+        len(query.candidate_ids) <= dsl.NATIVE_EXACT_ITEMS
+
+
 def one_request(knn: Request) -> SearchPlan:
     """knn mode where the engine's kNN scores are float cosines: its ranking, scores and inner hits are the
     answer, as the embedded engine's exact rescoring would give them (its (1 + cos) / 2 converted back)."""
