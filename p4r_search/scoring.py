@@ -11,12 +11,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import IndexStateError
+
+COSINE_SLACK = 1e-3  # float32 rounding of unit vectors' dot products
+
 
 @dataclass(frozen=True)
 class ScoredItem:
     item_id: str
     score: float
     persona_index: int  # index of the best persona within the item
+
+
+def _cosines(sims: np.ndarray, source: str | None) -> np.ndarray:
+    """Unit vectors' dot products; anything outside [-1, 1] means the stored vectors are not what was written."""
+    if len(sims) and not np.abs(sims).max() <= 1 + COSINE_SLACK:  # NaN fails too
+        worst = float(sims[np.nanargmax(np.abs(sims))]) if not np.isnan(sims).all() else float("nan")
+        raise IndexStateError(f"{source or 'the persona vectors'} is damaged (a cosine of {worst:.4g}, outside "
+                              "[-1, 1]: these are not the unit vectors written); rebuild the index with `p4r index build`")
+    return sims
 
 
 class ExactScorer:
@@ -37,13 +50,15 @@ class ExactScorer:
             else np.zeros((0, dim), dtype=np.float32)
         )
         self._position = {item_id: i for i, item_id in enumerate(self.item_ids)}
+        self.source: str | None = None
 
     @classmethod
     def from_grouped(cls, item_ids: Sequence[str], offsets: np.ndarray, vectors: np.ndarray,
-                     position: Mapping[str, int] | None = None) -> ExactScorer:
+                     position: Mapping[str, int] | None = None, source: str | None = None) -> ExactScorer:
         """Without copying: rows `offsets[i]:offsets[i+1]` of `vectors` are the personas of `item_ids[i]`;
-        `position` (item id -> i), when the caller has it already."""
+        `position` (item id -> i), when the caller has it already; `source`: the file named if they are damaged."""
         scorer = cls.__new__(cls)
+        scorer.source = source
         scorer.item_ids = list(item_ids)
         scorer.offsets = np.asarray(offsets, dtype=np.int64)
         scorer.vectors = vectors
@@ -54,7 +69,7 @@ class ExactScorer:
         """Best persona cosine of every item, in `item_ids` order."""
         if not self.item_ids:
             return np.zeros(0, dtype=np.float32)
-        sims = self.vectors @ np.asarray(profile, dtype=np.float32)
+        sims = _cosines(self.vectors @ np.asarray(profile, dtype=np.float32), self.source)
         return np.maximum.reduceat(sims, self.offsets[:-1])
 
     def score_items(self, profile: np.ndarray, item_ids: Iterable[str]) -> list[ScoredItem]:
@@ -85,7 +100,7 @@ class ExactScorer:
         starts, lengths = self.offsets[positions], self.offsets[positions + 1] - self.offsets[positions]
         segment = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         rows = np.repeat(starts - segment, lengths) + np.arange(lengths.sum())
-        sims = self.vectors[rows] @ np.asarray(profile, dtype=np.float32)
+        sims = _cosines(self.vectors[rows] @ np.asarray(profile, dtype=np.float32), self.source)
         best = np.maximum.reduceat(sims, segment)
         hits = np.flatnonzero(sims == np.repeat(best, lengths))
         return best, hits[np.searchsorted(hits, segment)] - segment

@@ -102,3 +102,94 @@ def test_an_index_of_an_older_format_is_refused_with_what_to_do(tmp_path, docs):
     backend.store.commit(Meta(format=1, generation=backend.store.meta().generation), [], [])  # as an older version wrote
     with pytest.raises(IndexStateError, match=r"index format 1 is not 2 .*delete .* and run `p4r index build` again"):
         EmbeddedBackend(tmp_path).search(PersonaQuery(vector=docs[0].vectors[0], k=1))
+
+
+# -- damaged folders (see also test_damaged_index.py) ------------------------------------------------
+def saved_folder(tmp_path, docs, **hnsw):
+    backend = EmbeddedBackend(tmp_path, writable=True, hnsw=HnswConfig(**hnsw))
+    backend.upsert(docs)
+    return cache_dir(tmp_path, backend.meta.generation)
+
+
+def test_a_current_folder_without_its_vectors_file_is_refused_not_read_from_its_i8_graph(tmp_path, docs):
+    folder = saved_folder(tmp_path, docs)
+    (folder / "checksums.json").unlink()  # as if written before the manifest: the layout itself must tell
+    (folder / "vectors.npy").unlink()
+    with pytest.raises(IndexStateError, match=r"vectors-00000001/vectors.npy is damaged \(the file is missing\); "
+                                              r"rebuild the index: .*p4r index build"):
+        EmbeddedBackend(tmp_path).search(PersonaQuery(vector=docs[0].vectors[0], k=3, mode="exact"))
+
+
+def test_an_older_folder_reads_its_vectors_from_an_f32_graph_only(tmp_path, docs):
+    from test_embedded_layout import write_old_layout
+    from usearch.index import Index
+
+    from p4r_search.backends.embedded.layout import read_folder
+
+    folder = saved_folder(tmp_path, docs)
+    write_old_layout(tmp_path, DIM)  # per-row items, no vectors.npy, an f32 graph: readable
+    rows, _ = read_folder(folder, DIM, HnswConfig(), writable=True)
+    assert np.array_equal(rows.vectors, np.concatenate([d.vectors for d in docs]).astype(np.float32))
+    graph = Index(ndim=DIM, metric="cos", dtype="i8")  # ... but with a quantised graph, not
+    graph.add(rows.keys, rows.vectors)
+    graph.save(str(folder / "hnsw.usearch"))
+    with pytest.raises(IndexStateError, match=r"vectors.npy is damaged \(the file is missing, and the .*I8 graph"):
+        EmbeddedBackend(tmp_path).vectors()
+
+
+def test_vectors_that_are_not_unit_length_are_refused_not_served(tmp_path, docs, monkeypatch):
+    from p4r_search.backends.embedded import checksums
+
+    folder = saved_folder(tmp_path, docs)
+    (folder / "checksums.json").unlink()  # as if written before the manifest
+    np.save(folder / "vectors.npy", np.load(folder / "vectors.npy") * 111)  # well-formed, but not unit vectors
+    with pytest.raises(IndexStateError, match=r"vectors.npy is damaged \(row 0 is not a unit vector"):
+        EmbeddedBackend(tmp_path).vectors()  # small: every norm is checked on open
+    monkeypatch.setattr(checksums, "FULL_CHECK_BYTES", 0)  # as if large: not on a read-only open, but ...
+    for mode in ("exact", "knn"):  # ... no cosine outside [-1, 1] is ever served
+        with pytest.raises(IndexStateError, match=r"vectors-00000001/vectors.npy is damaged \(a cosine of .*outside \[-1, 1\]"):
+            EmbeddedBackend(tmp_path, exact_threshold=0 if mode == "knn" else 20_000).search(
+                PersonaQuery(vector=docs[0].vectors[0], k=3, mode=mode))
+    with pytest.raises(IndexStateError, match="not a unit vector"):
+        EmbeddedBackend(tmp_path, writable=True).repair()
+
+
+def test_a_flipped_byte_in_large_vectors_is_found_by_a_full_check(tmp_path, docs, monkeypatch):
+    from conftest import run_cli
+
+    from p4r_search.backends.embedded import checksums
+
+    folder = saved_folder(tmp_path, docs)
+    data = bytearray((folder / "vectors.npy").read_bytes())
+    data[len(data) // 2] ^= 0x01  # a low mantissa bit: the cosines stay in [-1, 1]
+    (folder / "vectors.npy").write_bytes(bytes(data))
+    with pytest.raises(IndexStateError, match="vectors.npy is damaged .*checksum"):
+        EmbeddedBackend(tmp_path).vectors()  # small: hashed on every open
+    monkeypatch.setattr(checksums, "FULL_CHECK_BYTES", 0)  # as if large: a read-only open checks sizes only
+    assert len(EmbeddedBackend(tmp_path).vectors()) == 60
+    for open_it in (lambda: EmbeddedBackend(tmp_path, check=True).vectors(),
+                    lambda: EmbeddedBackend(tmp_path, writable=True).vectors(),
+                    lambda: EmbeddedBackend(tmp_path, writable=True).repair()):
+        with pytest.raises(IndexStateError, match="vectors-00000001/vectors.npy is damaged .*checksum"):
+            open_it()
+    failed = run_cli("index", "info", "--index", tmp_path, "--check", expect=74)
+    assert "vectors.npy is damaged" in failed.stderr and "Traceback" not in failed.output
+
+
+def test_a_write_removes_what_killed_writes_left_behind(tmp_path, docs):
+    import os
+    import subprocess
+    import sys
+
+    EmbeddedBackend(tmp_path, writable=True).upsert(docs[:5])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=False,
+                          text=True).stdout.strip()
+    stale = [tmp_path / f".tmp-vectors-00000002-{dead}", tmp_path / f".tmp-pending-00000002.npz-{dead}"]
+    stale[0].mkdir()
+    (stale[0] / "vectors.npy").write_bytes(b"half")
+    stale[1].write_bytes(b"half")
+    alive = tmp_path / f".tmp-vectors-00000002-{os.getppid()}"  # another live writer's: left alone
+    alive.mkdir()
+    EmbeddedBackend(tmp_path, writable=True).upsert(docs[5:])
+    assert not any(p.exists() for p in stale) and alive.exists()
+    assert len(EmbeddedBackend(tmp_path)) == 20

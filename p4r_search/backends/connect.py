@@ -50,15 +50,24 @@ def make_client(settings: ConnectionSettings, max_retries: int = 3):
     if settings.ca_certs:
         tls["ca_certs"] = settings.ca_certs
     if settings.distribution is Distribution.ELASTICSEARCH:
-        from elasticsearch import Elasticsearch
-
+        Elasticsearch = client_class("elasticsearch", "Elasticsearch", "es")
         return Elasticsearch(settings.url, request_timeout=settings.timeout, max_retries=max_retries,
                              retry_on_status=(429, 502, 503, 504), retry_on_timeout=True, **tls, **settings.auth())
-    from opensearchpy import OpenSearch
-
+    OpenSearch = client_class("opensearchpy", "OpenSearch", "opensearch")
     return OpenSearch(hosts=[settings.url], timeout=settings.timeout, max_retries=max_retries,
                       retry_on_status=(429, 502, 503, 504), retry_on_timeout=True, ssl_show_warn=settings.verify_certs,
                       use_ssl=settings.url.startswith("https"), **tls, **settings.auth())
+
+
+def client_class(module: str, name: str, extra: str) -> type:
+    """The official client's class, or a ConfigError with the install line when it is not installed."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        raise ConfigError(f"this engine needs the {module} client, which is not installed: "
+                          f"pip install 'p4r-search[{extra}]'") from None
 
 
 def redact(url: str) -> str:

@@ -18,6 +18,7 @@ from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR, PERSONA_VECTOR_KINDS
 from .app import cli
 from .engines import engine_options, open_backend
 from .options import (
+    FiniteFloatRange,
     counting_bar,
     input_file,
     json_option,
@@ -78,7 +79,7 @@ persona_vector_options = [
     click.option("--reviews", "reviews_path", type=input_file, default=None,
                  help="Reviews JSONL: the evidence texts for --persona-vector evidence or blend (not needed when "
                       "a pipeline folder's stored vectors are used)."),
-    click.option("--evidence-prior", type=click.FloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True,
+    click.option("--evidence-prior", type=FiniteFloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True,
                  help="Evidence and blend vectors: pseudo-reviews at the item's centroid added to each persona's "
                       "evidence, pulling small personas toward their item."),
 ]
@@ -296,17 +297,21 @@ def attach(personas_path, engine, index_name, url, ca_certs, insecure, os_engine
 @index.command("repair")
 @index_dir
 def repair(index_path):
-    """Rebuild the vector index from the vectors kept in the store."""
+    """Rebuild the vector index of the store's generation from the last saved vectors and the pending writes,
+    each checked in full: after a write was killed, or when its graph (hnsw.usearch) is damaged."""
     rows = EmbeddedBackend(index_path, writable=True, create=False).repair()
     click.echo(f"rebuilt the vector index of {index_path}: {rows} persona vectors")
 
 
 @index.command("info")
 @index_dir
+@click.option("--check", is_flag=True,
+              help="Check every file against the checksums written with it, however large (a read-only open "
+                   "hashes only indexes of up to 64 MiB; always checked: sizes, and files read whole).")
 @json_option
-def info(index_path, as_json):
-    """Show what the index holds."""
-    backend = EmbeddedBackend(index_path)
+def info(index_path, check, as_json):
+    """Show what the index holds; a damaged file is named, with what to run (exit 74)."""
+    backend = EmbeddedBackend(index_path, check=check)
     meta = backend.meta
     cache = backend.vectors()
     data = {

@@ -30,6 +30,7 @@ from .vectors import (
     cache_dir,
     latest_saved_rows,
     pending_files,
+    pending_path,
     read_pending,
     write_pending,
 )
@@ -42,14 +43,17 @@ class EmbeddedBackend:
 
     def __init__(
         self, path: str | Path, *, writable: bool = False, exact_threshold: int = 20_000, hnsw: HnswConfig | None = None,
-        create: bool | None = None,
+        create: bool | None = None, check: bool = False,
     ):
-        """`create` (default: `writable`): make the index when there is none; else NotFoundError (exit 66)."""
+        """`create` (default: `writable`): make the index when there is none; else NotFoundError (exit 66).
+        `check`: hash every file on open, however large (checksums.py); damage is an IndexStateError (exit 74)."""
         self.path = Path(path)
+        self.full_check = True if check else None
         self.writable = writable
         self.exact_threshold = exact_threshold
         self.hnsw = hnsw or HnswConfig()
-        self.store = TantivyStore(self.path / STORE_DIR, create=writable if create is None else create)
+        self.store = TantivyStore(self.path / STORE_DIR, create=writable if create is None else create,
+                                  full_check=True if writable or check else None)
         self._loaded: tuple[int, VectorCache] | None = None  # (generation, cache): one attribute, swapped whole
         self._meta: Meta | None = None
 
@@ -78,8 +82,8 @@ class EmbeddedBackend:
         if loaded is not None and loaded[0] == meta.generation:
             return loaded[1]
         folder = cache_dir(self.path, meta.generation)
-        if (folder / "hnsw.usearch").exists() and (folder / "rows.npz").exists():
-            cache = VectorCache.load(folder, meta.dim, self.hnsw, writable=self.writable)
+        if folder.is_dir():  # saved whole (renamed into place): a file missing from it is damage
+            cache = VectorCache.load(folder, meta.dim, self.hnsw, writable=self.writable, full_check=self.full_check)
         elif self.writable:
             cache = self._rebuild(meta)
         else:
@@ -102,9 +106,11 @@ class EmbeddedBackend:
     def _rebuild(self, meta: Meta) -> VectorCache:
         """From the last saved cache plus the pending writes that the store has committed since."""
         saved = latest_saved_rows(self.path, meta.dim, self.hnsw, meta.generation)
-        pending = [read_pending(path) for path, gen in pending_files(self.path) if gen <= meta.generation]
-        sources = ([saved] if saved is not None else []) + pending
-        cache = VectorCache.rebuild(meta.dim, self.store.scan_rows(), sources, self.hnsw)
+        pending = [(gen, read_pending(path, meta.dim)) for path, gen in pending_files(self.path) if gen <= meta.generation]
+        sources = ([saved] if saved is not None else []) + [rows for _, rows in pending]
+        last = pending_path(self.path, meta.generation)
+        lost = "" if meta.generation in {gen for gen, _ in pending} else f"; {last.name} (its last write's) is missing"
+        cache = VectorCache.rebuild(meta.dim, self.store.scan_rows(), sources, self.hnsw, lost_hint=lost)
         cache.save(self.path, meta.generation)
         return cache
 

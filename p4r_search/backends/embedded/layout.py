@@ -2,9 +2,12 @@
 
 A saved cache folder `vectors-<generation>/` holds `rows.npz` (keys, item ids and their row offsets, the
 keys' sort order, payload offsets), `payloads.zlib`, the usearch graph `hnsw.usearch` and the float32
-vectors `vectors.npy`. A read-only open maps `vectors.npy` and the graph instead of reading them, and
-does no per-row Python work. Folders written before `vectors.npy` was always saved (an f32 graph, per-row
-item ids in `rows.npz`) still open: their vectors are read back from the graph, row by row, as before.
+vectors `vectors.npy`, and last `checksums.json` (each file's size and CRC-32, checked on open: see
+checksums.py). A read-only open maps `vectors.npy` and the graph instead of reading them, and does no
+per-row Python work. Folders written before `vectors.npy` was always saved (an f32 graph, per-row item ids
+in `rows.npz`) still open: their vectors are read back from the graph, row by row, as before. A folder of
+the current layout (`item_ids` in rows.npz) without `vectors.npy` is damaged: its graph (i8 by default)
+is no copy of the vectors. Any failure to read a file is reported by damage.py, naming the file.
 
 The write-ahead file `pending-<generation>.npz` holds the rows of one write (see vectors.py).
 """
@@ -12,6 +15,7 @@ The write-ahead file `pending-<generation>.npz` holds the rows of one write (see
 from __future__ import annotations
 
 import os
+import shutil
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from . import checksums
+from .checksums import verify_folder, write_manifest
+from .damage import damaged, reading
 
 if TYPE_CHECKING:  # usearch loads on first use: imported before `ray.init`, it aborts Ray's start
     from usearch.index import Index
@@ -142,25 +150,86 @@ def write_folder(tmp: Path, rows: Grouped, hnsw: Index) -> None:
     np.save(tmp / VECTORS, np.asarray(rows.vectors, np.float32))
     for name in (ROWS, PAYLOADS, HNSW, VECTORS):
         fsync(tmp / name)
+    write_manifest(tmp, (ROWS, PAYLOADS, HNSW, VECTORS))  # last: a folder is checked against it on open
 
 
-def read_folder(folder: Path, dim: int, config: HnswConfig, writable: bool) -> tuple[Grouped, Index]:
-    """A saved cache. Read-only, the graph and `vectors.npy` are memory-mapped (nothing is copied)."""
+def read_folder(folder: Path, dim: int, config: HnswConfig, writable: bool,
+                full_check: bool | None = None) -> tuple[Grouped, Index]:
+    """A saved cache. Read-only, the graph and `vectors.npy` are memory-mapped (nothing is copied). Its files
+    are checked first (checksums.py; `full_check`: hash them all, None: only when small)."""
+    root = folder.parent
+    verify_folder(root, folder, full=True if writable else full_check)
     hnsw = open_hnsw(folder / HNSW, config, view=not writable)
-    with np.load(folder / ROWS, allow_pickle=False) as data:
-        fields = {name: data[name] for name in data.files}
-    keys = fields["keys"].astype(np.uint64, copy=False)
-    if "item_ids" in fields:
-        ids, offsets = fields["item_ids"], fields["item_offsets"].astype(np.int64)
-    else:  # the older layout: one item id (utf-8 bytes) per row, rows already grouped
-        ids, offsets = _groups(fields["items"])
-    if (folder / VECTORS).exists():
-        vectors = np.load(folder / VECTORS, mmap_mode=None if writable else "r")
-    else:  # an f32 graph of the older layout is the only copy of the vectors
-        vectors = np.vstack(hnsw.get(keys)) if len(keys) else np.zeros((0, dim), np.float32)
-    key_order = fields["key_order"] if "key_order" in fields else np.argsort(keys, kind="stable")
-    blob = zlib.decompress((folder / PAYLOADS).read_bytes())
-    return Grouped(keys, vectors, ids, offsets, fields["payload_offsets"].astype(np.int64), blob, key_order), hnsw
+    with reading(root, folder / HNSW, repairable=True):
+        if hnsw.ndim != dim:
+            raise ValueError(f"a graph of {hnsw.ndim}-d vectors; the index holds {dim}-d vectors")
+    rows = read_rows(folder, dim, config, writable, hnsw, check_norms=True if writable else full_check)
+    with reading(root, folder / HNSW, repairable=True):
+        if len(hnsw) != len(rows.keys):
+            raise ValueError(f"{len(hnsw)} rows in the graph, {len(rows.keys)} in {ROWS}")
+    return rows, hnsw
+
+
+def read_rows(folder: Path, dim: int, config: HnswConfig, writable: bool, hnsw: Index | None = None,
+              check_norms: bool | None = False) -> Grouped:
+    """The rows of a saved cache without its graph (which only the older layout needs: its vectors are there).
+    `check_norms`: that every vector is unit-length (None: only when they are small, as checksums.py hashes)."""
+    root = folder.parent
+    with reading(root, folder / ROWS):
+        with np.load(folder / ROWS, allow_pickle=False) as data:
+            fields = {name: data[name] for name in data.files}
+        keys = fields["keys"].astype(np.uint64, copy=False)
+        if "item_ids" in fields:
+            ids, offsets = fields["item_ids"], fields["item_offsets"].astype(np.int64)
+        else:  # the older layout: one item id (utf-8 bytes) per row, rows already grouped
+            ids, offsets = _groups(fields["items"])
+        key_order = fields["key_order"] if "key_order" in fields else np.argsort(keys, kind="stable")
+        payload_offsets = fields["payload_offsets"].astype(np.int64)
+        _check_rows(len(keys), ids, offsets, key_order, payload_offsets)
+    vectors = _read_vectors(folder, fields, keys, dim, config, writable, hnsw)
+    if check_norms or (check_norms is None and vectors.nbytes <= checksums.FULL_CHECK_BYTES):
+        with reading(root, folder / VECTORS if (folder / VECTORS).exists() else folder / HNSW):
+            _check_unit(vectors)
+    with reading(root, folder / PAYLOADS):
+        blob = zlib.decompress((folder / PAYLOADS).read_bytes())
+        if len(blob) != payload_offsets[-1]:
+            raise ValueError(f"{len(blob)} bytes of payloads, {payload_offsets[-1]} in {ROWS}")
+    return Grouped(keys, vectors, ids, offsets, payload_offsets, blob, key_order)
+
+
+def _check_rows(n: int, ids: np.ndarray, offsets: np.ndarray, key_order: np.ndarray, payload_offsets: np.ndarray) -> None:
+    if len(offsets) != len(ids) + 1 or offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():
+        raise ValueError("its item offsets do not fit its rows")
+    if len(key_order) != n or (n and not 0 <= key_order.min() <= key_order.max() < n):
+        raise ValueError("its key order does not fit its rows")
+    if len(payload_offsets) != n + 1 or payload_offsets[0] != 0 or (np.diff(payload_offsets) < 0).any():
+        raise ValueError("its payload offsets do not fit its rows")
+
+
+def _check_unit(vectors: np.ndarray, chunk: int = 65_536) -> None:
+    for start in range(0, len(vectors), chunk):
+        block = np.asarray(vectors[start:start + chunk], np.float32)
+        norms = np.einsum("ij,ij->i", block, block)
+        if (bad := np.flatnonzero(~(np.abs(norms - 1) <= 2e-3))).size:  # NaN is bad too
+            raise ValueError(f"row {start + int(bad[0])} is not a unit vector (squared norm {norms[bad[0]]:.4g})")
+
+
+def _read_vectors(folder: Path, fields: dict, keys: np.ndarray, dim: int, config: HnswConfig, writable: bool,
+                  hnsw: Index | None) -> np.ndarray:
+    path, root = folder / VECTORS, folder.parent
+    if path.exists():
+        with reading(root, path):
+            vectors = np.load(path, mmap_mode=None if writable else "r", allow_pickle=False)
+            if vectors.dtype != np.float32 or vectors.shape != (len(keys), dim):
+                raise ValueError(f"{vectors.dtype} {vectors.shape}; {len(keys)} float32 rows of {dim} expected")
+        return vectors
+    if "item_ids" in fields:  # the current layout: the graph (i8 by default) is no copy of the vectors
+        raise damaged(root, path, "the file is missing")
+    hnsw = hnsw if hnsw is not None else open_hnsw(folder / HNSW, config, view=True)
+    if "f32" not in str(hnsw.dtype).lower():
+        raise damaged(root, path, f"the file is missing, and the {hnsw.dtype} graph holds no exact vectors")
+    with reading(root, folder / HNSW):  # an f32 graph of the older layout is the only copy of the vectors
+        return np.vstack(hnsw.get(keys)) if len(keys) else np.zeros((0, dim), np.float32)
 
 
 def _groups(row_items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,9 +252,10 @@ def open_hnsw(path: Path, config: HnswConfig, view: bool) -> Index:
     """The saved graph, with the kind of vectors it was built with (whatever `config.dtype` says now)."""
     from usearch.index import Index
 
-    hnsw = Index.restore(str(path), view=view)
-    if hnsw is None:
-        raise FileNotFoundError(path)
+    with reading(path.parent.parent, path, repairable=True):
+        hnsw = Index.restore(str(path), view=view)
+        if hnsw is None:
+            raise FileNotFoundError(path)
     hnsw.expansion_add = config.expansion_add
     hnsw.expansion_search = config.expansion_search
     return hnsw
@@ -199,6 +269,7 @@ def pending_path(root: Path, generation: int) -> Path:
 def write_pending(root: Path, generation: int, rows: RowBatch) -> Path:
     """Save rows durably (temporary file, fsync, rename) before the store commit that refers to them."""
     final = pending_path(root, generation)
+    clean_temporaries(root)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     offsets, blob = pack(rows.payloads)
     with open(tmp, "wb") as f:
@@ -216,12 +287,33 @@ def pending_files(root: Path) -> list[tuple[Path, int]]:
     return sorted(found, key=lambda pg: pg[1])
 
 
-def read_pending(path: Path) -> RowBatch:
-    with np.load(path, allow_pickle=False) as data:
+def read_pending(path: Path, dim: int) -> RowBatch:
+    with reading(path.parent, path), np.load(path, allow_pickle=False) as data:
         items = _objects([s.decode() for s in data["items"].tolist()])
         offsets, blob = data["payload_offsets"].tolist(), data["payloads"].tobytes()
         payloads = _objects([blob[a:b] for a, b in pairwise(offsets)])
-        return RowBatch(data["keys"], items, data["vectors"], payloads)
+        keys, vectors = data["keys"], data["vectors"]
+        if not len(keys) == len(items) == len(payloads) or vectors.shape != (len(keys), dim):
+            raise ValueError(f"{len(keys)} keys, {len(items)} items, {len(payloads)} payloads, vectors {vectors.shape}")
+        return RowBatch(keys, items, vectors, payloads)
+
+
+def clean_temporaries(root: Path) -> None:
+    """Remove what a killed write left (`.tmp-NAME-PID`): temporaries of processes that are no longer alive."""
+    for path in root.glob(".tmp-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _objects(values: Sequence) -> np.ndarray:

@@ -18,6 +18,8 @@ import numpy as np
 import tantivy
 
 from ...errors import IndexStateError, NotFoundError
+from .checksums import verify_store
+from .damage import damaged, reading_store
 
 FORMAT_VERSION = 2  # 2: vectors and payloads moved out of the store
 TEXT_TOKENIZER = "en_stem"  # tantivy's built-in: simple tokenizer, remove long, lowercase, English stemmer
@@ -72,15 +74,21 @@ class Row:
 
 
 class TantivyStore:
-    def __init__(self, path: Path, *, create: bool):
+    def __init__(self, path: Path, *, create: bool, full_check: bool | None = None):
+        """`full_check`: check the CRC of every segment file (None: only while they are small; checksums.py)."""
         self.path = path
         if create:
             path.mkdir(parents=True, exist_ok=True)
         elif not path.is_dir():
             raise NotFoundError(_no_index(path.parent))
         elif not tantivy.Index.exists(str(path)):
+            if any(p.name != ".tantivy-meta.lock" and p.name != ".tantivy-writer.lock" for p in path.iterdir()):
+                raise damaged(path.parent, path / "meta.json", "the file is missing")
             raise IndexStateError(f"{path.parent}: no index here; create it with: p4r index build --index {path.parent} ...")
-        self.index = tantivy.Index(_schema(), path=str(path), reuse=True)
+        if (path / "meta.json").exists():
+            verify_store(path.parent, path, full_check)  # before tantivy: some damage makes it panic
+        with self._reading():
+            self.index = tantivy.Index(_schema(), path=str(path), reuse=True)
         self.schema = self.index.schema
         self.analyzer = _query_analyzer()
         self._searcher: tantivy.Searcher | None = None
@@ -89,19 +97,26 @@ class TantivyStore:
     def searcher(self) -> tantivy.Searcher:
         """A point-in-time view, reused until `refresh()` (as a Lucene reader is until reopened)."""
         if self._searcher is None:
-            self.index.reload()
-            self._searcher = self.index.searcher()
+            with self._reading():
+                self.index.reload()
+                self._searcher = self.index.searcher()
         return self._searcher
+
+    def _reading(self):
+        return reading_store(self.path.parent, self.path)
 
     def refresh(self) -> None:
         self._searcher = None
 
     def meta(self, searcher: tantivy.Searcher | None = None) -> Meta:
         searcher = searcher or self.searcher()
-        hits = searcher.search(self._term("kind", "meta"), limit=2).hits
-        if not hits:
-            return Meta()
-        data = json.loads(searcher.doc(hits[0][1])["payload"][0])
+        with self._reading():
+            hits = searcher.search(self._term("kind", "meta"), limit=2).hits
+            if not hits and searcher.num_docs:
+                raise ValueError(f"none of its {searcher.num_docs} documents is the meta document")
+            if not hits:
+                return Meta()
+            data = json.loads(searcher.doc(hits[0][1])["payload"][0])
         if data.get("format") != FORMAT_VERSION:
             index_dir = self.path.parent
             raise IndexStateError(f"{index_dir}: index format {data.get('format')} is not {FORMAT_VERSION} (written by an "
@@ -111,9 +126,10 @@ class TantivyStore:
     def scan_rows(self) -> Iterator[tuple[int, str]]:
         """(row_key, item_id) of every persona row: the rows a vector cache must hold."""
         searcher = self.searcher()
-        for _, address in searcher.search(self._term("kind", "persona"), limit=max(searcher.num_docs, 1)).hits:
-            doc = searcher.doc(address)
-            yield doc["row_key"][0], doc["item_id"][0]
+        with self._reading():
+            hits = searcher.search(self._term("kind", "persona"), limit=max(searcher.num_docs, 1)).hits
+            rows = [(doc["row_key"][0], doc["item_id"][0]) for doc in (searcher.doc(a) for _, a in hits)]
+        yield from rows
 
     def filter_row_keys(self, filters: dict[str, tuple[str, ...]]) -> np.ndarray:
         """Row keys of the personas whose item passes every filter (values of one field are OR-ed)."""

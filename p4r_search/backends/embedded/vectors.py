@@ -26,20 +26,23 @@ import numpy as np
 
 from ...errors import IndexStateError
 from ...scoring import ExactScorer
+from .checksums import verify_folder
 from .layout import (
     CACHE_PREFIX,
     HNSW,
-    ROWS,
+    VECTORS,
     Grouped,
     HnswConfig,
     RowBatch,
     cache_dir,
+    clean_temporaries,
     fsync,
     new_hnsw,
     pending_files,
     pending_path,
     read_folder,
     read_pending,
+    read_rows,
     write_folder,
     write_pending,
 )
@@ -83,35 +86,40 @@ class _State:
     scorer: ExactScorer
 
     @classmethod
-    def of(cls, rows: Grouped) -> _State:
+    def of(cls, rows: Grouped, source: str) -> _State:
         ids = rows.item_ids.tolist()
         index = {item_id: i for i, item_id in enumerate(ids)}
         row_item = np.repeat(np.arange(len(ids), dtype=np.int64), np.diff(rows.offsets))
-        scorer = ExactScorer.from_grouped(ids, rows.offsets, rows.vectors, position=index)
+        scorer = ExactScorer.from_grouped(ids, rows.offsets, rows.vectors, position=index, source=source)
         return cls(rows, ids, ItemRows(index, rows.offsets, ids), row_item, rows.keys[rows.key_order], scorer)
 
 
 class VectorCache:
     """Rows (key, item, vector, payload), grouped by item; `item_rows` maps an item to its row positions."""
 
-    def __init__(self, dim: int, rows: Grouped, hnsw: Index, config: HnswConfig):
+    def __init__(self, dim: int, rows: Grouped, hnsw: Index, config: HnswConfig, source: str = "the vector cache"):
+        """`source`: where the vectors came from, named if they turn out damaged (scoring.py)."""
         self.dim = dim
         self.hnsw = hnsw
         self.config = config
-        self._state = _State.of(rows)
+        self.source = source
+        self._state = _State.of(rows, source)
 
     @classmethod
     def empty(cls, dim: int, config: HnswConfig) -> VectorCache:
         return cls(dim, Grouped.of_batch(RowBatch.of(dim, [], [], [], [])), new_hnsw(dim, config), config)
 
     @classmethod
-    def load(cls, folder: Path, dim: int, config: HnswConfig, writable: bool = True) -> VectorCache:
-        """Read-only (`writable=False`), the vectors and graph are memory-mapped: opening costs no per-row work."""
-        rows, hnsw = read_folder(folder, dim, config, writable)
-        return cls(dim, rows, hnsw, config)
+    def load(cls, folder: Path, dim: int, config: HnswConfig, writable: bool = True,
+             full_check: bool | None = None) -> VectorCache:
+        """Read-only (`writable=False`), the vectors and graph are memory-mapped: opening costs no per-row work
+        (but see checksums.py for `full_check`)."""
+        rows, hnsw = read_folder(folder, dim, config, writable, full_check)
+        return cls(dim, rows, hnsw, config, source=f"{folder.parent}: {folder.name}/{VECTORS}")
 
     @classmethod
-    def rebuild(cls, dim: int, rows: Iterable[tuple[int, str]], sources: Sequence[RowBatch], config: HnswConfig) -> VectorCache:
+    def rebuild(cls, dim: int, rows: Iterable[tuple[int, str]], sources: Sequence[RowBatch], config: HnswConfig,
+                lost_hint: str = "") -> VectorCache:
         """The cache for the store's `(row_key, item_id)` rows, taking each row's vector and payload from
         `sources` (the last saved cache, then the pending writes, later ones winning)."""
         keys = np.fromiter((int(k) for k, _ in rows), dtype=np.uint64)
@@ -123,7 +131,7 @@ class VectorCache:
         if not found.all():
             raise IndexStateError(
                 f"the vectors of {int((~found).sum())} stored rows are lost (no vector cache or pending write holds "
-                "them); build the index again with: p4r index build"
+                f"them{lost_hint}); build the index again with: p4r index build"
             )
         picked = last[at]
         cache = cls.empty(dim, config)
@@ -136,6 +144,7 @@ class VectorCache:
         older folder keeps reading it: its files live on until unmapped)."""
         final = cache_dir(root, generation)
         tmp = root / f".tmp-{final.name}-{os.getpid()}"
+        clean_temporaries(root)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         write_folder(tmp, self._state.rows, self.hnsw)
@@ -166,7 +175,7 @@ class VectorCache:
             self.hnsw.add(rows.keys, rows.vectors, threads=os.cpu_count() or 1)
             kept = Grouped.merge(kept, Grouped.of_batch(rows))
         if removed or len(rows.keys):
-            self._state = _State.of(kept)
+            self._state = _State.of(kept, self.source)
 
     # -- reading ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -255,10 +264,11 @@ class VectorCache:
 
 
 def latest_saved_rows(root: Path, dim: int, config: HnswConfig, up_to: int) -> RowBatch | None:
-    """The rows of the newest complete cache folder at or below generation `up_to`, if any."""
-    folders = sorted(p for p in root.glob(f"{CACHE_PREFIX}*") if p.is_dir() and int(p.name[len(CACHE_PREFIX):]) <= up_to
-                     and (p / HNSW).exists() and (p / ROWS).exists())
+    """The rows of the newest cache folder at or below generation `up_to`, if any, checked in full. Its graph
+    is not needed (unless the folder is of the older layout): the vectors are rebuilt into a new one."""
+    folders = sorted(p for p in root.glob(f"{CACHE_PREFIX}*") if p.is_dir() and p.name[len(CACHE_PREFIX):].isdigit()
+                     and int(p.name[len(CACHE_PREFIX):]) <= up_to)
     if not folders:
         return None
-    rows, _ = read_folder(folders[-1], dim, config, writable=False)
-    return rows.batch()
+    verify_folder(root, folders[-1], full=True, skip=(HNSW,))
+    return read_rows(folders[-1], dim, config, writable=False, check_norms=True).batch()
