@@ -97,6 +97,8 @@ def parse_object(
     except UnicodeDecodeError as exc:
         raise InputError(path, line_no, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
     text = text.rstrip("\r\n")  # else an error at the end of the line is reported at column 1 of the next
+    if line_no == 1:
+        text = text.removeprefix("\ufeff")  # a byte-order mark that some editors write at the start of a file
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -83,6 +83,7 @@ class FakeOpenAI:
     responder: makes the assistant content of each chat completion (default: `echo_responder`); settable.
     batch_polls: a batch completes on this retrieve (`GET /v1/batches/{id}`); None: only `complete_batch(id)`.
     api_key: if given, requests without `Authorization: Bearer <api_key>` get a 401.
+    echo_credentials: error messages end with the request's Authorization header, as some gateways' do.
     """
 
     def __init__(
@@ -92,7 +93,9 @@ class FakeOpenAI:
         model: str = DEFAULT_MODEL,
         batch_polls: int | None = 2,
         api_key: str | None = None,
+        echo_credentials: bool = False,
     ) -> None:
+        self.echo_credentials = echo_credentials
         self.responder = responder
         self.model = model
         self.api_key = api_key
@@ -243,6 +246,9 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self._json(answer.status, answer.body, answer.headers)
 
         def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            if server.echo_credentials and status >= 400 and isinstance(payload, dict) and "error" in payload:
+                sent = self.headers.get("Authorization")
+                payload = {"error": {**payload["error"], "message": f"{payload['error']['message']}: {sent}"}}
             self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
         def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:

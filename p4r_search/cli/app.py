@@ -18,6 +18,7 @@ import click
 from .. import __version__
 from ..encoder import Encoder
 from ..errors import P4RError
+from ..redaction import redact
 
 EXIT_BAD_OPTION_VALUE = 64  # EX_USAGE, as ChoiceError and ConfigError
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -94,7 +95,9 @@ def command_key(ctx: click.Context) -> str:
 
 
 def fail(ctx: click.Context, message: str, exit_code: int, kind: str, prefix: str = "error: ") -> NoReturn:
-    """Print the message on stderr (one JSON object when the command got --json) and exit."""
+    """Print the message on stderr (one JSON object when the command got --json) and exit. Secrets, and
+    anything shaped like one that a server echoed into an error, never reach the terminal."""
+    message = redact(message)
     if ctx.meta.get(JSON_FLAG):
         error = {"message": message, "exit_code": exit_code, "type": kind}
         click.echo(json.dumps({"error": error}, ensure_ascii=False), err=True)

@@ -14,6 +14,7 @@ from ..evaluation.retrieval import RetrievalConfig, describe_comparisons, markdo
 from ..personas import GENERATORS
 from .evaluate import evaluate
 from .options import (
+    FiniteFloatRange,
     json_option,
     make_reader,
     model_option,
@@ -29,7 +30,7 @@ from .options import (
               help="Folder with items.jsonl and reviews.jsonl (e.g. from `p4r data convert-clothing`).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for results.json, results.md, personas.jsonl and the embedding cache.")
-@click.option("--holdout", "fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+@click.option("--holdout", "fraction", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Share of each item's reviews held out as queries.")
 @click.option("--min-reviews", type=click.IntRange(min=2), default=5, show_default=True,
               help="Items with fewer reviews give no queries (they stay as candidates).")

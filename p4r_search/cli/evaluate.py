@@ -12,7 +12,16 @@ from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR
 from ..personas import GENERATORS
 from ..training.head import POSITIVES, HeadSettings
 from .app import cli
-from .options import make_reader, model_option, progress_bar, progress_option, report_rejects, skip_invalid_option
+from .options import (
+    FINITE_FLOAT,
+    FiniteFloatRange,
+    make_reader,
+    model_option,
+    progress_bar,
+    progress_option,
+    report_rejects,
+    skip_invalid_option,
+)
 
 
 @cli.group("eval")
@@ -36,9 +45,9 @@ def evaluate() -> None:
               help="Persona generator (as in `p4r personas generate`).")
 @model_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the persona generator and CF models.")
-@click.option("--min-rating", type=float, default=3.0, show_default=True,
+@click.option("--min-rating", type=FINITE_FLOAT, default=3.0, show_default=True,
               help="Interactions rated at least this are positives (validation and test targets).")
-@click.option("--evidence-prior", type=click.FloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True,
+@click.option("--evidence-prior", type=FiniteFloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True,
               help="Evidence and blend persona vectors: pseudo-reviews at the item centroid (as index build).")
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Also train the encoder on the training split (one head per profile source and persona vector).")

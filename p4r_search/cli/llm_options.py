@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..io import describe_validation_error
+from .options import FINITE_FLOAT
 
 LLM_OPTIONS = (
     click.option("--model", envvar="P4R_LLM_MODEL", default=None, metavar="NAME",
@@ -20,7 +21,7 @@ LLM_OPTIONS = (
     click.option("--prompt-version", default="v1", show_default=True, help="Version of the packaged prompts."),
     click.option("--aspects/--no-aspects", default=False, show_default=True,
                  help="Stage 1: extract each review's aspects (one request per review) before synthesis."),
-    click.option("--temperature", type=float, default=0.0, show_default=True),
+    click.option("--temperature", type=FINITE_FLOAT, default=0.0, show_default=True),
     click.option("--max-output-tokens", type=int, default=1500, show_default=True,
                  help="Output cap per request; an answer cut off at it counts as invalid and is retried."),
     click.option("--max-prompt-tokens", type=int, default=3000, show_default=True,
@@ -32,13 +33,13 @@ LLM_OPTIONS = (
                  help="json_schema: OpenAI structured outputs; json_object_schema: json_object plus a schema grammar "
                       "(llama.cpp); json_object: plain JSON mode, checked afterwards. auto: the first the endpoint "
                       "accepts, in that order."),
-    click.option("--repeat-penalty", type=float, default=None,
+    click.option("--repeat-penalty", type=FINITE_FLOAT, default=None,
                  help="Sampling option of llama.cpp and vLLM servers (OpenAI rejects it)."),
-    click.option("--dedup-threshold", type=float, default=0.9, show_default=True,
+    click.option("--dedup-threshold", type=FINITE_FLOAT, default=0.9, show_default=True,
                  help="Personas whose embeddings have a cosine above this are merged."),
     click.option("--max-attempts", type=int, default=4, show_default=True,
                  help="Attempts per request (429, 5xx, timeouts, invalid answers) before the item fails."),
-    click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True, help="Seconds per request."),
+    click.option("--timeout", "timeout_s", type=FINITE_FLOAT, default=120.0, show_default=True, help="Seconds per request."),
     click.option("--rpm", type=int, default=None, help="Requests-per-minute limit."),
     click.option("--tpm", type=int, default=None, help="Tokens-per-minute limit (prompt estimate + output cap)."),
     click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

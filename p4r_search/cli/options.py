@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import click
 
 from ..io import LineReader, Rejects
+
+
+class _Finite:
+    """Refuses inf and nan, which click's float types take (FloatRange(min=0) too: nan compares false)."""
+
+    def convert(self, value, param, ctx):
+        number = click.types.FloatParamType.convert(self, value, param, ctx)  # before a range check: -inf < 0
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+class FiniteFloat(_Finite, click.types.FloatParamType):
+    pass
+
+
+class FiniteFloatRange(_Finite, click.FloatRange):
+    pass
+
+
+FINITE_FLOAT = FiniteFloat()
 
 model_option = click.option(
     "--embedding-model",

@@ -19,6 +19,7 @@ from ..personas.runner import Shard, generate_personas
 from .app import cli
 from .llm_options import llm_options, llm_parts, llm_settings
 from .options import (
+    FiniteFloatRange,
     embedding_model_option,
     input_file,
     json_option,
@@ -55,7 +56,7 @@ def personas() -> None:
               help="Only the items of shard I of N (1-based, by a stable hash of the item id).")
 @click.option("--failed", "failed_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Items that failed after retries, JSONL [default: OUTPUT.failed.jsonl].")
-@click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD",
+@click.option("--max-cost", type=FiniteFloatRange(min=0), default=None, metavar="USD",
               help="llm: start no new item once this much is spent (items in flight still finish).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Run report JSON: counts, cost ledger, settings [default: OUTPUT.report.json].")

@@ -13,7 +13,14 @@ from ..persona_vectors import DEFAULT_EVIDENCE_PRIOR, PERSONA_VECTOR_KINDS
 from ..personas import GENERATORS
 from .app import cli
 from .llm_options import llm_options, llm_parts, llm_settings
-from .options import embedding_model_option, json_option, progress_option, rejects_option, skip_invalid_option
+from .options import (
+    FiniteFloatRange,
+    embedding_model_option,
+    json_option,
+    progress_option,
+    rejects_option,
+    skip_invalid_option,
+)
 
 
 @cli.group()
@@ -55,15 +62,15 @@ def cluster_options(f):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--persona-vector", type=click.Choice(PERSONA_VECTOR_KINDS), default="evidence", show_default=True,
               help="What a persona vector embeds (as in `p4r index build`).")
-@click.option("--evidence-prior", type=click.FloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True)
+@click.option("--evidence-prior", type=FiniteFloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True)
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, metavar="ADDR",
               help="A Ray cluster (ray://host:10001, or auto) [env RAY_ADDRESS; default: a local Ray for this run].")
 @click.option("--num-cpus", type=click.IntRange(min=1), default=None, help="Local Ray only: logical CPUs.")
 @click.option("--encode-actors", type=click.IntRange(min=1), default=1, show_default=True,
               help="Actors that embed (each loads the model once); the extractive generator runs in them too.")
-@click.option("--cpus-per-actor", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--cpus-per-actor", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="CPUs (and torch threads) of each encode actor.")
-@click.option("--num-gpus-per-actor", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--num-gpus-per-actor", type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help="GPUs for each encode actor (e.g. 1, or 0.5 to share one).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
               help="llm: generation actors.")
@@ -71,7 +78,7 @@ def cluster_options(f):
               help="llm: items in flight in each generation actor.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Items per worker batch; each finished batch is one shard, kept if the job dies.")
-@click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD",
+@click.option("--max-cost", type=FiniteFloatRange(min=0), default=None, metavar="USD",
               help="llm: start no new item once the whole cluster has spent this much.")
 @click.option("--ignore-unknown-items", is_flag=True, help="Skip reviews of items that are not in --items.")
 @cluster_options

@@ -15,7 +15,15 @@ from ..profile import PROFILE_SOURCES, ProfileConfig
 from ..recommend import RANK_LIMIT, Explanation, Recommendation, Recommender, Skipped, UserInput, shown_ids
 from .app import cli
 from .engines import engine_options, open_backend
-from .options import input_file, json_option, make_reader, model_option, report_rejects, skip_invalid_option
+from .options import (
+    FINITE_FLOAT,
+    input_file,
+    json_option,
+    make_reader,
+    model_option,
+    report_rejects,
+    skip_invalid_option,
+)
 from .search_options import search_options
 
 
@@ -27,9 +35,9 @@ def user_options(f):
             click.option("--history", default=None, metavar="ID,ID,…", help="Item ids the user interacted with, oldest first."),
             click.option("--text", "user_text", default=None, help="Free text: the user's own reviews, or what they want."),
             click.option("--last-n", type=int, default=10, show_default=True, help="Interactions in the profile."),
-            click.option("--gamma", type=float, default=0.65, show_default=True, help="Recency decay: weight gamma**age."),
+            click.option("--gamma", type=FINITE_FLOAT, default=0.65, show_default=True, help="Recency decay: weight gamma**age."),
             click.option(
-                "--profile-text-weight", type=float, default=0.5, show_default=True, help="Weight of --text with a history."
+                "--profile-text-weight", type=FINITE_FLOAT, default=0.5, show_default=True, help="Weight of --text with a history."
             ),
             click.option("--profile-source", type=click.Choice(PROFILE_SOURCES), default="items", show_default=True,
                          help="A history interaction as the item, the user's review of it (--reviews), or both."),

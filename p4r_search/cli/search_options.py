@@ -11,6 +11,7 @@ from click.core import ParameterSource
 from ..errors import ConfigError
 from ..query import MAX_WINDOW, Fusion, parse_filters
 from ..recommend import DEFAULT_WINDOW, SearchOptions, candidate_count, idle_options
+from .options import FINITE_FLOAT, FiniteFloatRange
 
 
 def _renamed(new: str, what: str):
@@ -39,20 +40,20 @@ OPTIONS = [
     click.option("--fusion", type=click.Choice([f.value for f in Fusion]), default="linear", show_default=True,
                  help="With --query in knn mode: linear (weighted sum of min-max normalised scores) or rrf "
                       "(weighted reciprocal rank fusion)."),
-    click.option("--persona-weight", type=click.FloatRange(0), default=0.5, show_default=True,
+    click.option("--persona-weight", type=FiniteFloatRange(0), default=0.5, show_default=True,
                  help="With --query: the weight of the persona score (the profile's cosine)."),
-    click.option("--keyword-weight", type=click.FloatRange(0), default=0.5, show_default=True,
+    click.option("--keyword-weight", type=FiniteFloatRange(0), default=0.5, show_default=True,
                  help="With --query: the weight of --query's BM25 score. (--profile-text-weight weighs --text.)"),
-    click.option("--vector-weight", type=float, default=None, hidden=True, expose_value=False,
+    click.option("--vector-weight", type=FINITE_FLOAT, default=None, hidden=True, expose_value=False,
                  callback=_renamed("--persona-weight", "the persona score")),
-    click.option("--text-weight", type=float, default=None, hidden=True, expose_value=False,
+    click.option("--text-weight", type=FINITE_FLOAT, default=None, hidden=True, expose_value=False,
                  callback=_renamed("--keyword-weight", "--query's BM25 score")),
     click.option("--filter", "filters", multiple=True, metavar="FIELD=VALUE",
                  help="categories=…, item_id=… or attributes.NAME=… (repeatable; values of one field are OR-ed, "
                       "fields AND-ed; values are case-sensitive)."),
     click.option("--candidates", default=None, metavar="ID,ID,…",
                  help="Rerank only these items, scored exactly (the paper's setting)."),
-    click.option("--candidate-weight", type=click.FloatRange(0, 1), default=None,
+    click.option("--candidate-weight", type=FiniteFloatRange(0, 1), default=None,
                  help="Fuse --candidates' order (your ranking, best first) with the persona score: "
                       "(1 - W) * rank part + W * persona part. `p4r eval loo` reports the W to start with."),
     click.option("--candidate-scores", default=None, metavar="S,S,…",

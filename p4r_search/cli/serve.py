@@ -10,7 +10,7 @@ import click
 from ..errors import ConfigError
 from .app import cli
 from .engines import engine_options, open_cluster
-from .options import input_file, model_option
+from .options import FiniteFloatRange, input_file, model_option
 
 API_KEY_ENV = "P4R_SERVE_API_KEY"
 
@@ -47,9 +47,9 @@ def service_key(host: str) -> str | None:
               help="Requests computed at once (threads).")
 @click.option("--queue", type=click.IntRange(0, 100_000), default=64, show_default=True,
               help="Requests waiting for a worker; beyond it the service answers 503 at once.")
-@click.option("--timeout", type=click.FloatRange(0.1), default=10.0, show_default=True,
+@click.option("--timeout", type=FiniteFloatRange(0.1), default=10.0, show_default=True,
               help="Seconds a request may wait and run before it gets 503.")
-@click.option("--reload-interval", type=click.FloatRange(0.05), default=1.0, show_default=True,
+@click.option("--reload-interval", type=FiniteFloatRange(0.05), default=1.0, show_default=True,
               help="Embedded: seconds between checks for a new index generation (served without a restart).")
 def serve(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, host, port,
           interactions_path, reviews_path, model, workers, queue, timeout, reload_interval):

@@ -12,6 +12,8 @@ from ..profile import PROFILE_SOURCES
 from ..training.head import POSITIVES, HeadSettings
 from .app import cli
 from .options import (
+    FINITE_FLOAT,
+    FiniteFloatRange,
     input_file,
     json_option,
     make_reader,
@@ -39,14 +41,14 @@ def train() -> None:
               help="What a history interaction is in the training anchors; use the same when recommending.")
 @click.option("--persona-vector", type=click.Choice(PERSONA_VECTOR_KINDS), default="evidence", show_default=True,
               help="What a persona vector is in the positives; use the same for `p4r index build`.")
-@click.option("--evidence-prior", type=click.FloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True,
+@click.option("--evidence-prior", type=FiniteFloatRange(min=0), default=DEFAULT_EVIDENCE_PRIOR, show_default=True,
               help="As for `p4r index build`: pseudo-reviews at the item centroid in each persona's evidence.")
 @click.option("--last-n", type=int, default=10, show_default=True, help="Interactions in an anchor profile.")
-@click.option("--gamma", type=float, default=0.65, show_default=True, help="Recency decay of an anchor profile.")
+@click.option("--gamma", type=FINITE_FLOAT, default=0.65, show_default=True, help="Recency decay of an anchor profile.")
 @click.option("--split", type=click.Choice(["loo", "none"]), default="loo", show_default=True,
               help="loo: hold out each user's validation and test interactions, as `p4r eval loo` does; "
                    "none: train on everything.")
-@click.option("--min-rating", type=float, default=3.0, show_default=True, help="Positives for the loo split.")
+@click.option("--min-rating", type=FINITE_FLOAT, default=3.0, show_default=True, help="Positives for the loo split.")
 @click.option("--hard-negatives", "negatives", type=click.Choice(["generator", "none"]), default="generator",
               show_default=True, help="generator: the top 20 of the strongest of popularity, ALS, EASE, RP3beta and item-kNN (tuned on validation) for each user.")
 @click.option("--positive", type=click.Choice(POSITIVES), default="persona", show_default=True,
@@ -55,7 +57,7 @@ def train() -> None:
 @click.option("--max-steps", type=int, default=HeadSettings.max_steps, show_default=True,
               help="Optimiser steps at most, whatever the epochs (0: no cap).")
 @click.option("--batch-size", type=int, default=HeadSettings.batch_size, show_default=True)
-@click.option("--learning-rate", type=float, default=HeadSettings.learning_rate, show_default=True)
+@click.option("--learning-rate", type=FINITE_FLOAT, default=HeadSettings.learning_rate, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the example order and the CF fit.")
 @click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="SQLite cache of base-model vectors (e.g. an eval's work/vectors.sqlite): reruns encode nothing.")

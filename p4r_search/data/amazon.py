@@ -99,6 +99,7 @@ def convert_amazon(
         return meta.get(item_id) or Item(item_id=item_id, title=placeholder_title(item_id))
 
     records = convert_lines(reviews_path, reader, to_record, report)
-    write_dataset(Path(out_dir), report, records, make_item, before_items=load_meta, selection=selection)
+    write_dataset(Path(out_dir), report, records, make_item, before_items=load_meta, selection=selection,
+                  source=str(reviews_path))
     report.rejected = reader.rejects.count
     return report

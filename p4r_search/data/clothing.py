@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import ConfigError, InputError
 from ..io import LineReader, to_json_line
 from ..models import Item, Review
-from .common import ConvertReport, clean_text, reason_of, title_and_text
+from .common import ConvertReport, clean_text, reason_of, refuse_empty, title_and_text
 from .selection import Selection, select_items
 
 COLUMNS = ("Clothing ID", "Title", "Review Text", "Rating", "Division Name", "Department Name", "Class Name")
@@ -100,12 +100,13 @@ def convert_clothing(
             report.empty_texts += 1
         else:
             by_item[review.item_id].append((row, review))
-    out.mkdir(parents=True, exist_ok=True)
     items, reviews = [], []
     for item_id in select(by_item, selection):
         kept = by_item[item_id][: selection.max_reviews_per_item]
         items.append(to_item(item_id, [row for row, _ in kept], [review for _, review in kept]))
         reviews.extend(review for _, review in kept)
+    refuse_empty(len(items), report.lines, str(path))
+    out.mkdir(parents=True, exist_ok=True)
     write_atomically(out / "items.jsonl", items)
     write_atomically(out / "reviews.jsonl", reviews)
     report.items, report.reviews, report.rejected, report.output = len(items), len(reviews), reader.rejects.count, str(out)

@@ -13,6 +13,7 @@ import ast
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -83,7 +84,7 @@ def read_objects(path: str | os.PathLike[str], reader: LineReader) -> Iterator[t
                     yield line_no, parse_object(raw, str(path), line_no), raw
                 except InputError as exc:
                     reader.fail(exc, raw)
-        except (EOFError, gzip.BadGzipFile, OSError) as exc:
+        except (EOFError, gzip.BadGzipFile, OSError, zlib.error) as exc:
             raise InputError(str(path), line_no + 1, f"unreadable compressed data: {exc}") from None
 
 
@@ -227,6 +228,7 @@ def write_dataset(
     make_item: Callable[[str], Item],
     before_items: Callable[[set[str]], None] = lambda ids: None,
     selection: Selection | None = None,
+    source: str = "the input",
 ) -> ConvertReport:
     """Stream `records` into OUT_DIR's items, reviews and interactions JSONL.
 
@@ -250,6 +252,7 @@ def write_dataset(
         cut: set[tuple[str, str]] = set()
         if selection is not None and selection.active:
             kept, cut = apply_selection(selection, kept, writer.items_with_text, tmp["reviews.jsonl"], report)
+        refuse_empty(len(kept), report.lines, source)
         before_items(set(kept))
         with open(tmp["items.jsonl"], "w", encoding="utf-8") as fh:
             fh.writelines(to_json_line(make_item(item_id)) for item_id in kept)
@@ -264,6 +267,13 @@ def write_dataset(
         os.replace(path, out_dir / name)
     report.output = str(out_dir)
     return report
+
+
+def refuse_empty(items: int, lines: int, source: str) -> None:
+    """An input that yields no item is a mistake (an empty or wrong file), never a reason to empty a folder."""
+    if not items:
+        raise InputError(source, None, f"no item with a review text in {lines} line(s) read; nothing was written "
+                                       "and the output folder is unchanged")
 
 
 def apply_selection(selection: Selection, items: list[str], review_counts: dict[str, int], reviews_path: Path,

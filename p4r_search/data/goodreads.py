@@ -56,6 +56,6 @@ def convert_goodreads(
             yield from convert_lines(path, reader, to_record, report)
 
     write_dataset(Path(out_dir), report, records(), lambda item_id: Item(item_id=item_id, title=f"Book {item_id}"),
-                  selection=selection)
+                  selection=selection, source=", ".join(str(p) for p in reviews_paths))
     report.rejected = reader.rejects.count
     return report

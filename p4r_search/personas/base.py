@@ -10,6 +10,7 @@ from typing import Protocol
 
 from ..errors import P4RError
 from ..models import GeneratorInfo, Item, ItemPersonas, Persona, Review
+from ..redaction import redact
 
 SNIPPET_CHARS = 240
 
@@ -32,7 +33,7 @@ class GenerationFailed(P4RError):
     """One item could not be given personas (after retries); the run records it and goes on."""
 
     def __init__(self, item_id: str, reason: str, attempts: int | None = None):
-        self.item_id, self.reason, self.attempts = item_id, reason, attempts
+        self.item_id, self.reason, self.attempts = item_id, redact(reason), attempts
         super().__init__(f"item {item_id!r}: {reason}")
 
     def record(self, input_hash: str) -> dict:

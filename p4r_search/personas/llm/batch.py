@@ -24,6 +24,7 @@ from ...catalog import Catalog
 from ...errors import ConfigError, NotFoundError
 from ...io import append_line
 from ...models import Item, ItemPersonas, Review
+from ...redaction import redact
 from ..base import input_hash
 from ..runner import Shard, drop_torn_tail, read_personas
 from .generator import LLMGenerator, SynthesisRequest
@@ -165,7 +166,7 @@ class BatchJob:
                     totals["waiting_batches"] += 1
                     continue
                 generated, failures = self._collect_one(record, out)
-                failed.writelines(json.dumps({"item_id": item_id, "error": error, "batch": record.batch_id}) + "\n"
+                failed.writelines(json.dumps({"item_id": item_id, "error": redact(error), "batch": record.batch_id}) + "\n"
                                   for item_id, error in failures)
                 record.collected = True
                 self.save_state(state)  # after the personas are durable: a rerun never appends them twice

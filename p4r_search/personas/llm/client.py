@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from ...errors import ConfigError
+from ...redaction import redact
 from .cache import ResponseCache, cache_key
 from .ledger import CostLedger
 from .limits import RateLimiter
@@ -166,7 +167,7 @@ class ChatClient:
         try:
             response = self.openai.chat.completions.create(**body, extra_body=extra)
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
-            raise EndpointError(f"the endpoint refused the request ({exc.status_code}): {exc.message}") from None
+            raise EndpointError(redact(f"the endpoint refused the request ({exc.status_code}): {exc.message}")) from None
         except openai.APIStatusError as exc:
             self.ledger.record_failure(stage, self.settings.model)
             if not (self.settings.response_format == "auto" and _refuses_format(exc)):
