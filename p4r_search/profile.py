@@ -17,6 +17,7 @@ three agree.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -24,6 +25,20 @@ from enum import Enum
 import numpy as np
 
 from .errors import ChoiceError, ConfigError
+
+# Whitespace and Unicode's control (Cc) and format (Cf) characters: NUL, zero-width spaces and joiners, BOM.
+# A text of only these says nothing, so it counts as no text. The characters are literal (not regex escapes)
+# so that the same pattern serves Python here and the JSON Schema of the service's requests.
+INVISIBLE = ("\u0000-\u0020\u007f-\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u1680"
+             "\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb\U000110bd"
+             "\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
+VISIBLE_PATTERN = f"[^{INVISIBLE}]"
+_VISIBLE = re.compile(VISIBLE_PATTERN)
+
+
+def has_text(text: str | None) -> bool:
+    """Whether a text says anything: one visible character at least (see INVISIBLE)."""
+    return bool(text) and _VISIBLE.search(text) is not None
 
 
 class ProfileSource(str, Enum):

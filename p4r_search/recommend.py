@@ -13,11 +13,13 @@ from .backends.base import Backend
 from .encoder import Encoder, TextEncoder
 from .errors import ConfigError, NotFoundError
 from .fusion import candidate_fusion, candidate_score_fusion
+from .history import RecentHistory, recent_history, seen_ids
 from .models import Hit, MatchedPersona
 from .profile import (
     ProfileConfig,
     ProfileSource,
     combine,
+    has_text,
     history_profile,
     interaction_vector,
     item_vector,
@@ -36,7 +38,7 @@ class UserInput:
     reviews: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.history and not (self.text and self.text.strip()):
+        if not self.history and not has_text(self.text):
             raise ConfigError("give a history (--user/--history) or a text (--text)")
 
 
@@ -61,6 +63,8 @@ class SearchOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
+        if self.keywords is not None and not has_text(self.keywords):
+            raise ConfigError("the keywords (--query) are empty: give words, or leave them out")
         if self.keywords and self.mode is Mode.EXACT:
             raise ConfigError("keywords need mode 'knn' (fused with the persona score) or 'rescore'; "
                               "mode 'exact' scores personas alone")
@@ -155,18 +159,24 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Recommendation:
-    """`Recommender.recommend_with_report`: the hits, what was skipped, and why the hits are empty if they are."""
+    """`Recommender.recommend_with_report`: the hits, what was skipped, why the hits are empty if they are, and
+    the history items the profile was made from (the last `last_n` the index has)."""
 
     hits: list[Hit]
     skipped: Skipped = Skipped()
     why_empty: tuple[str, ...] = ()
+    history: tuple[str, ...] = ()
 
 
 class Recommender:
-    def __init__(self, backend: Backend, *, encoder: TextEncoder | None = None, profile: ProfileConfig | None = None):
+    def __init__(self, backend: Backend, *, encoder: TextEncoder | None = None, profile: ProfileConfig | None = None,
+                 checkpoint: Callable[[str], None] | None = None):
+        """`checkpoint(stage)` is called between stages of a request (history lookup, profile, search, diagnose)
+        and may raise to stop it, e.g. past a deadline."""
         self.backend = backend
         self._encoder = encoder
         self.profile_config = profile or ProfileConfig()
+        self._checkpoint = checkpoint or (lambda stage: None)
 
     @property
     def encoder(self) -> TextEncoder:
@@ -191,24 +201,30 @@ class Recommender:
     def _review_vectors(self, history: Sequence[str], reviews: Mapping[str, str]) -> dict[str, np.ndarray]:
         if self.profile_config.source is ProfileSource.ITEMS:
             return {}
-        wanted = [i for i in dict.fromkeys(history) if (reviews.get(i) or "").strip()]
+        wanted = [i for i in dict.fromkeys(history) if has_text(reviews.get(i))]
         return dict(zip(wanted, self.encoder.encode([reviews[i] for i in wanted]))) if wanted else {}
 
-    def profile(self, user: UserInput, found: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    def recent_history(self, history: Sequence[str]) -> RecentHistory:
+        """The history's recent end that makes the profile (history.recent_history)."""
+        return recent_history(self.backend, history, self.profile_config.last_n, self._checkpoint)
+
+    def profile(self, user: UserInput, recent: RecentHistory | None = None) -> np.ndarray:
         history = None
         if user.history:
-            vectors = self.history_vectors(user.history, user.reviews, found)
-            if not vectors and not (user.text and user.text.strip()):
-                raise NotFoundError(no_history_message(user.history))
+            recent = recent or self.recent_history(user.history)
+            if not recent.kept and not has_text(user.text):
+                raise NotFoundError(no_history_message(recent.examined))
+            vectors = self.history_vectors(recent.kept, user.reviews, recent.found)
             history = history_profile(vectors, self.profile_config) if vectors else None
-        text = self.encoder.encode([user.text])[0] if user.text and user.text.strip() else None
+        self._checkpoint("profile")
+        text = self.encoder.encode([user.text])[0] if has_text(user.text) else None
         return combine(history, text, self.profile_config)
 
-    def query(self, user: UserInput, options: SearchOptions,
-              found: Mapping[str, np.ndarray] | None = None) -> PersonaQuery:
-        exclude = frozenset() if options.include_seen else frozenset(user.history)
+    def query(self, user: UserInput, options: SearchOptions, recent: RecentHistory | None = None) -> PersonaQuery:
+        if user.history and recent is None:
+            recent = self.recent_history(user.history)
         return PersonaQuery(
-            vector=self.profile(user, found),
+            vector=self.profile(user, recent),
             text=options.keywords,
             k=options.k,
             num_candidates=max(options.num_candidates, options.k),
@@ -217,55 +233,43 @@ class Recommender:
             vector_weight=options.persona_weight,
             text_weight=options.keyword_weight,
             filters=options.filters,
-            exclude_ids=exclude,
+            exclude_ids=frozenset() if options.include_seen else seen_ids(user, recent),
             candidate_ids=options.candidate_ids,
         )
 
     def recommend(self, user: UserInput, options: SearchOptions | None = None) -> list[Hit]:
         return self._recommend(user, options or SearchOptions(), None)
 
-    def _recommend(self, user: UserInput, options: SearchOptions, found: Mapping[str, np.ndarray] | None) -> list[Hit]:
+    def _recommend(self, user: UserInput, options: SearchOptions, recent: RecentHistory | None) -> list[Hit]:
         if options.candidate_weight is not None:
-            return self._rerank_candidates(user, options, found)
-        return self.backend.search(self.query(user, options, found))
+            return self._rerank_candidates(user, options, recent)
+        query = self.query(user, options, recent)
+        self._checkpoint("search")
+        return self.backend.search(query)
 
     def recommend_with_report(self, user: UserInput, options: SearchOptions | None = None, *,
                               diagnose: bool = True) -> Recommendation:
         """`recommend`, saying what the index lacked (skipped history items and candidates) and, when nothing
         came back and `diagnose`, why (diagnose.why_empty: a few counts, no vectors)."""
         options = options or SearchOptions()
-        # the history's vectors are looked up once: they say what is skipped and make the profile
-        found = self.backend.persona_vectors(list(dict.fromkeys(user.history))) if user.history else {}
-        user, history = self.known_history(user, found)
+        # the recent history is looked up once: it says what is skipped and makes the profile
+        recent = self.recent_history(user.history) if user.history else RecentHistory()
+        if user.history and not recent.kept and not has_text(user.text):
+            raise NotFoundError(no_history_message(recent.examined))
         candidates = ()
         if options.candidate_ids:
             present = self._present(options.candidate_ids)
             candidates = tuple(i for i in dict.fromkeys(options.candidate_ids) if i not in present)
-        hits = self._recommend(user, options, found)
+        hits = self._recommend(user, options, recent)
         why: tuple[str, ...] = ()
         if not hits and diagnose:
             from .diagnose import why_empty
 
-            exclude = frozenset() if options.include_seen else frozenset(user.history)
+            self._checkpoint("diagnose")
+            exclude = frozenset() if options.include_seen else seen_ids(user, recent)
             why = tuple(why_empty(self.backend, filters=options.filters, candidate_ids=options.candidate_ids,
                                   exclude_ids=exclude))
-        return Recommendation(hits, Skipped(history, candidates), why)
-
-    def known_history(self, user: UserInput, found: Mapping[str, np.ndarray] | None = None,
-                      ) -> tuple[UserInput, tuple[str, ...]]:
-        """The user without the history items the index lacks, and those items (`found`: the history's
-        vectors, where the caller has them). NotFoundError when nothing is left to make a profile from (none
-        of the history is indexed, and no text)."""
-        if not user.history:
-            return user, ()
-        present = set(found) if found is not None else self._present(user.history)
-        skipped = tuple(i for i in dict.fromkeys(user.history) if i not in present)
-        if not skipped:
-            return user, ()
-        kept = tuple(i for i in user.history if i in present)
-        if not kept and not (user.text and user.text.strip()):
-            raise NotFoundError(no_history_message(user.history))
-        return replace(user, history=kept), skipped
+        return Recommendation(hits, Skipped(recent.skipped, candidates), why, recent.kept)
 
     def _present(self, item_ids: Sequence[str]) -> set[str]:
         ids = list(dict.fromkeys(item_ids))
@@ -273,13 +277,15 @@ class Recommender:
         return set(existing(ids)) if existing is not None else set(self.backend.persona_vectors(ids))
 
     def _rerank_candidates(self, user: UserInput, options: SearchOptions,
-                           found: Mapping[str, np.ndarray] | None = None) -> list[Hit]:
+                           recent: RecentHistory | None = None) -> list[Hit]:
         """The caller's candidates, in the caller's order, fused with their persona scores:
         (1 - w) * rank part + w * min-max persona score (fusion.candidate_fusion), best first; with the
         caller's scores, their min-max in place of the rank part (fusion.candidate_score_fusion)."""
         exact = replace(options, mode=Mode.EXACT, k=len(options.candidate_ids), candidate_weight=None,
                         candidate_scores=None)
-        hits = {h.item_id: h for h in self.backend.search(self.query(user, exact, found))}
+        query = self.query(user, exact, recent)
+        self._checkpoint("search")
+        hits = {h.item_id: h for h in self.backend.search(query)}
         given: dict[str, float | None] = {}
         for item_id, score in zip(options.candidate_ids, options.candidate_scores or [None] * len(options.candidate_ids)):
             given.setdefault(item_id, score)
@@ -303,12 +309,15 @@ class Recommender:
         vectors = self.backend.persona_vectors([item_id]).get(item_id)
         if vectors is None:
             raise NotFoundError(f"item {item_id!r} is not in the index")
-        user, skipped = self.known_history(user)
-        profile = self.profile(user)
+        recent = self.recent_history(user.history) if user.history else RecentHistory()
+        profile = self.profile(user, recent)
+        self._checkpoint("search")
         base = PersonaQuery(vector=profile, k=1, mode=Mode.EXACT, candidate_ids=(item_id,))
         hit = self.backend.search(base)[0]
-        seen = frozenset(user.history)  # all in the index now
-        rank = None if item_id in seen else self._rank(profile, item_id, exclude=seen)
+        exclude = seen_ids(user, recent)
+        unexamined = exclude - recent.found.keys()
+        seen = len(recent.found) + (len(self._present(list(unexamined))) if unexamined else 0)
+        rank = None if item_id in exclude else self._rank(profile, item_id, exclude=exclude)
         cosines = vectors @ profile
         personas = self.backend.personas(item_id)
         persona_scores = sorted(
@@ -319,11 +328,11 @@ class Recommender:
             hit=hit,
             rank=rank,
             catalog_size=len(self.backend),
-            seen=len(seen),
-            in_history=item_id in seen,
+            seen=seen,
+            in_history=item_id in exclude,
             persona_scores=persona_scores,
-            contributions=self._contributions(user, best),
-            skipped_history=list(skipped),
+            contributions=self._contributions(recent, user.reviews, best),
+            skipped_history=list(recent.skipped),
         )
 
     def _rank(self, profile: np.ndarray, item_id: str, exclude: frozenset[str]) -> int | None:
@@ -337,23 +346,24 @@ class Recommender:
         )
         return next((n for n, h in enumerate(top, start=1) if h.item_id == item_id), None)
 
-    def _contributions(self, user: UserInput, persona: np.ndarray) -> list[HistoryContribution]:
-        if not user.history:
+    def _contributions(self, recent: RecentHistory, reviews: Mapping[str, str],
+                       persona: np.ndarray) -> list[HistoryContribution]:
+        if not recent.kept:
             return []
-        recent = list(user.history)[-self.profile_config.last_n :]
-        weights = recency_weights(len(recent), self.profile_config.gamma)
+        weights = recency_weights(len(recent.kept), self.profile_config.gamma)
         weights = weights / weights.sum()
-        vectors = self.history_vectors(recent, user.reviews)
+        vectors = self.history_vectors(recent.kept, reviews, recent.found)
         rows = [
             HistoryContribution(item_id=i, recency_weight=float(w), cosine_to_persona=float(v @ persona))
-            for i, w, v in zip(recent, weights, vectors)
+            for i, w, v in zip(recent.kept, weights, vectors)
         ]
         return sorted(rows, key=lambda r: -r.recency_weight * r.cosine_to_persona)
 
 
-def shown_ids(ids: Sequence[str], limit: int = 10) -> str:
-    """The first `limit` ids, and how many more."""
-    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+def shown_ids(ids: Sequence[str], limit: int = 10, width: int = 60) -> str:
+    """The first `limit` ids, each cut to `width` characters, and how many more."""
+    shown = [i if len(i) <= width else f"{i[:width]}… ({len(i):,} characters)" for i in ids[:limit]]
+    return ", ".join(shown) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def no_history_message(history: Sequence[str]) -> str:

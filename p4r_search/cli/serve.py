@@ -80,6 +80,6 @@ def serve(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assum
     limits = Limits(workers=workers, queue=queue, timeout_s=timeout, reload_interval_s=reload_interval)
     app = create_app(Service(index, encoder, users, engine), api_key=key, limits=limits)
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"serving {index.describe} on http://{shown}:{port}/ (API docs at /docs)"
+    click.echo(f"serving {index.path or index.describe} on http://{shown}:{port}/ (API docs at /docs)"
                f"{'; API key required' if key else ''}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(timeout) + 1)

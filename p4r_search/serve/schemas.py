@@ -6,20 +6,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import P4RError
 from ..models import Hit
-from ..profile import ProfileConfig
+from ..profile import VISIBLE_PATTERN, ProfileConfig, has_text
 from ..query import MAX_WINDOW, check_filter_field
 from ..recommend import SearchOptions, candidate_count, idle_options
+from .rules import FILTER_FIELDS, SEARCH_RULES, USER_RULES
 
 MAX_TEXT = 10_000  # characters; the encoder reads the first 128 word pieces (~500 characters) anyway
 MAX_HISTORY = 100_000
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ProfileSettings(_Body):
@@ -37,19 +38,28 @@ class ProfileSettings(_Body):
 class UserRequest(_Body):
     """Who to recommend for: a `user_id` from the service's interactions file, or a `history`; a `text`
     alone or with either. `reviews` maps history item ids to the user's own review of them (profile source
-    `reviews` or `both`); with `user_id` they default to the service's reviews file."""
+    `reviews` or `both`); with `user_id` they default to the service's reviews file. The cross-field rules
+    are in the JSON Schema (rules.py)."""
+
+    model_config = ConfigDict(json_schema_extra=USER_RULES)
 
     user_id: str | None = Field(None, min_length=1, max_length=500)
-    history: list[str] | None = Field(None, max_length=MAX_HISTORY, description="Item ids, oldest first.")
-    text: str | None = Field(None, max_length=MAX_TEXT, description="The user's own words, or what they want.")
-    reviews: dict[str, str] | None = None
+    history: list[str] | None = Field(None, max_length=MAX_HISTORY, description=(
+        "Item ids, oldest first; not with `user_id`. The profile uses the last `profile.last_n` the index has "
+        "(looked up from the end, 10,000 distinct ids at most); every item of it is excluded as seen."))
+    text: str | None = Field(None, max_length=MAX_TEXT, description=(
+        "The user's own words, or what they want. Only whitespace, control and format characters (NUL, "
+        "zero-width spaces) count as no text."))
+    reviews: dict[str, str] | None = Field(None, description=(
+        "Item id → the user's review. Profile source `reviews` or `both` with a history needs some; with a "
+        "`user_id` the service's reviews file gives them, so whether they exist there is not in the schema."))
     profile: ProfileSettings = ProfileSettings()
 
     @model_validator(mode="after")
     def _one_user(self):
-        if self.user_id and self.history:
+        if {"user_id", "history"} <= self.model_fields_set:
             raise ValueError("give user_id or history, not both")
-        if not (self.user_id or self.history or (self.text and self.text.strip())):
+        if not (self.user_id or self.history or has_text(self.text)):
             raise ValueError("give a user_id, a history or a text")
         return self
 
@@ -58,21 +68,33 @@ class RecommendRequest(UserRequest):
     """The search options of `p4r recommend`; `filters` maps a field (`categories`, `item_id`,
     `attributes.NAME`) to accepted values; `candidates` are scored alone, in your order if `candidate_weight`."""
 
+    model_config = ConfigDict(json_schema_extra=SEARCH_RULES)
+
     k: int = Field(10, ge=1, le=1000)
     mode: Literal["knn", "exact", "rescore"] = "knn"
-    keywords: str | None = Field(None, max_length=1000, description="BM25 over persona text (--query).")
+    keywords: str | None = Field(None, max_length=1000, json_schema_extra={"pattern": VISIBLE_PATTERN}, description=(
+        "BM25 over persona text (--query); an empty or blank text is refused. Needed by mode `rescore`, "
+        "by `fusion`, `persona_weight` and `keyword_weight`; not with mode `exact` or `candidate_weight`."))
     num_candidates: int = Field(100, ge=1, le=MAX_WINDOW)
     window: int | None = Field(None, ge=1, le=MAX_WINDOW, description="Rescore mode: how many keyword hits to rerank.")
     fusion: Literal["linear", "rrf"] = "linear"
     persona_weight: float = Field(0.5, ge=0)
     keyword_weight: float = Field(0.5, ge=0)
-    filters: dict[str, list[str]] = Field(default_factory=dict)
+    filters: dict[str, list[str]] = Field(default_factory=dict, json_schema_extra={"propertyNames": FILTER_FIELDS})
     candidates: list[str] | None = Field(None, max_length=MAX_WINDOW)
     candidate_weight: float | None = Field(None, ge=0, le=1)
     candidate_scores: list[float] | None = Field(
         None, max_length=MAX_WINDOW,
-        description="Your scores of `candidates` (same order): fused, min-max scaled, in place of their ranks.")
+        description="Your scores of `candidates`, one per candidate in the same order (a rule the schema cannot "
+                    "state: other lengths are refused with 422): fused, min-max scaled, in place of their ranks.")
     include_seen: bool = False
+
+    @field_validator("keywords")
+    @classmethod
+    def _words(cls, keywords: str | None) -> str | None:
+        if keywords is not None and not has_text(keywords):
+            raise ValueError("the keywords are empty: give words, or leave them out")
+        return keywords
 
     @model_validator(mode="after")
     def _checked(self):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NotFoundError
 from ..recommend import Explanation, Recommender, UserInput
+from .limits import check_deadline
 from .schemas import (
     ExplainRequest,
     IndexInfo,
@@ -17,7 +18,7 @@ from .schemas import (
     UserRequest,
     UserSummary,
 )
-from .state import ServedIndex, SharedEncoder, Snapshot, Users
+from .state import ServedIndex, SharedEncoder, Snapshot, Users, shown
 
 
 class Service:
@@ -28,7 +29,8 @@ class Service:
         self.engine = engine
 
     def _recommender(self, snapshot: Snapshot, request: UserRequest) -> Recommender:
-        return Recommender(snapshot.backend, encoder=self.encoder, profile=request.profile.config())
+        return Recommender(snapshot.backend, encoder=self.encoder, profile=request.profile.config(),
+                           checkpoint=check_deadline)
 
     def _user(self, request: UserRequest):
         history = tuple(request.history or ())
@@ -47,10 +49,8 @@ class Service:
         snapshot = self.index.current
         user = self._user(request)
         report = self._recommender(snapshot, request).recommend_with_report(user, request.options())
-        skipped = set(report.skipped.history)
-        used = [i for i in user.history if i not in skipped][-request.profile.last_n:]
         return RecommendResponse(
-            hits=report.hits, history=used,
+            hits=report.hits, history=list(report.history),
             skipped=Skipped(history=list(report.skipped.history), candidates=list(report.skipped.candidates)),
             why_empty=list(report.why_empty), generation=snapshot.generation,
             took_ms=round((time.perf_counter() - started) * 1000, 3),
@@ -61,7 +61,10 @@ class Service:
         return self._recommender(snapshot, request).explain(self._user(request), request.item_id)
 
     def item(self, item_id: str):
-        return self.index.current.backend.item_card(item_id)
+        try:
+            return self.index.current.backend.item_card(item_id)
+        except NotFoundError:  # the backend's message names the index's folder
+            raise NotFoundError(f"item {shown(item_id)!r} is not in the index") from None
 
     def info(self) -> IndexInfo:
         snapshot = self.index.current

@@ -34,6 +34,11 @@ class Snapshot:
     fingerprint: Fingerprint = None
 
 
+def shown(text: str, width: int = 60) -> str:
+    """An id as an answer may repeat it: cut to `width` characters (a request may send 500)."""
+    return text if len(text) <= width else f"{text[:width]}… ({len(text):,} characters)"
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -71,7 +76,7 @@ class ServedIndex:
     @classmethod
     def embedded(cls, path: str | Path) -> ServedIndex:
         path = Path(path)
-        return cls(open_embedded(path), str(path), path=path)
+        return cls(open_embedded(path), path.name, path=path)  # its name: the answers do not show server paths
 
     @classmethod
     def cluster(cls, backend: Backend, describe: str) -> ServedIndex:
@@ -89,14 +94,16 @@ class ServedIndex:
         try:
             seen = embedded_fingerprint(self.path)
             if seen is None:
-                self.reload_error = f"{self.path} is missing; serving generation {self._snapshot.generation}"
+                self.reload_error = f"the index {self.describe} is missing; serving generation {self._snapshot.generation}"
                 return False
             if seen == self._snapshot.fingerprint:
+                self.reload_error = None  # the folder on disk is the served one again
                 return False
             try:
                 fresh = open_embedded(self.path)
             except Exception as exc:  # noqa: BLE001 (any failure leaves the old generation serving)
-                self.reload_error = f"cannot open the new index yet: {exc}"
+                why = str(exc).replace(str(self.path), self.describe)
+                self.reload_error = f"cannot open the new index yet: {why}"
                 log.warning("reload: %s", self.reload_error)
                 return False
             old, self._snapshot, self.reload_error = self._snapshot, fresh, None
@@ -155,7 +162,7 @@ class Users:
 
     def history(self, user_id: str) -> tuple[str, ...]:
         if user_id not in self.histories:
-            where = f"the interactions file {self.source}" if self.source else "any interactions file (start the " \
-                "service with --interactions to look users up)"
-            raise NotFoundError(f"user {user_id!r} is not in {where}")
+            where = "the interactions file" if self.source else "any interactions file (start the service with " \
+                "--interactions to look users up)"
+            raise NotFoundError(f"user {shown(user_id)!r} is not in {where}")
         return self.histories[user_id]
