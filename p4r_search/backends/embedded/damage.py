@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,27 +48,26 @@ def is_damage(exc: BaseException) -> bool:
 
 
 @contextmanager
-def reading(root: Path, path: Path, repairable: bool = False) -> Iterator[None]:
+def _as_damage(report: Callable[[BaseException], IndexStateError]) -> Iterator[None]:
+    try:
+        yield
+    except IndexStateError:
+        raise
+    except BaseException as exc:
+        if not is_damage(exc):
+            raise
+        raise report(exc) from exc
+
+
+def reading(root: Path, path: Path, repairable: bool = False):
     """Any failure to read `path` (a file of the index at `root`) is reported as that file's damage."""
-    try:
-        yield
-    except IndexStateError:
-        raise
-    except BaseException as exc:
-        if not is_damage(exc):
-            raise
-        raise damaged(root, path, describe(exc), repairable) from exc
+    return _as_damage(lambda exc: damaged(root, path, describe(exc), repairable))
 
 
-@contextmanager
-def reading_store(root: Path, store: Path) -> Iterator[None]:
+def reading_store(root: Path, store: Path):
     """A tantivy call: the file is the one tantivy names, else the store folder."""
-    try:
-        yield
-    except IndexStateError:
-        raise
-    except BaseException as exc:
-        if not is_damage(exc):
-            raise
+    def report(exc: BaseException) -> IndexStateError:
         named = _STORE_FILE.search(str(exc))
-        raise damaged(root, store / named.group(0) if named else store, describe(exc)) from exc
+        return damaged(root, store / named.group(0) if named else store, describe(exc))
+
+    return _as_damage(report)
