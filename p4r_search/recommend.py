@@ -360,10 +360,14 @@ class Recommender:
         return sorted(rows, key=lambda r: -r.recency_weight * r.cosine_to_persona)
 
 
-def shown_ids(ids: Sequence[str], limit: int = 10, width: int = 60) -> str:
-    """The first `limit` ids, each cut to `width` characters, and how many more."""
-    shown = [i if len(i) <= width else f"{i[:width]}… ({len(i):,} characters)" for i in ids[:limit]]
-    return ", ".join(shown) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+def shown_id(item_id: str, width: int = 60) -> str:
+    """An id as a message may repeat it: cut to `width` characters, with its length (an id may be megabytes)."""
+    return item_id if len(item_id) <= width else f"{item_id[:width]}… ({len(item_id):,} characters)"
+
+
+def shown_ids(ids: Sequence[str], limit: int = 10) -> str:
+    """The first `limit` ids, each cut (shown_id), and how many more."""
+    return ", ".join(map(shown_id, ids[:limit])) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def no_history_message(history: Sequence[str]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from ..errors import ConfigError, NotFoundError
-from ..recommend import Explanation, Recommender, UserInput
+from ..recommend import Explanation, Recommender, UserInput, shown_id
 from .limits import check_deadline
 from .schemas import (
     ExplainRequest,
@@ -18,7 +18,7 @@ from .schemas import (
     UserRequest,
     UserSummary,
 )
-from .state import ServedIndex, SharedEncoder, Snapshot, Users, shown
+from .state import ServedIndex, SharedEncoder, Snapshot, Users
 
 
 class Service:
@@ -64,7 +64,7 @@ class Service:
         try:
             return self.index.current.backend.item_card(item_id)
         except NotFoundError:  # the backend's message names the index's folder
-            raise NotFoundError(f"item {shown(item_id)!r} is not in the index") from None
+            raise NotFoundError(f"item {shown_id(item_id)!r} is not in the index") from None
 
     def info(self) -> IndexInfo:
         snapshot = self.index.current

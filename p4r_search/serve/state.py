@@ -21,6 +21,7 @@ import numpy as np
 from ..backends.base import Backend
 from ..encoder import TextEncoder
 from ..errors import NotFoundError
+from ..recommend import shown_id
 
 log = logging.getLogger("p4r.serve")
 Fingerprint = tuple[int, ...] | None
@@ -32,11 +33,6 @@ class Snapshot:
     generation: int | None
     opened_at: str
     fingerprint: Fingerprint = None
-
-
-def shown(text: str, width: int = 60) -> str:
-    """An id as an answer may repeat it: cut to `width` characters (a request may send 500)."""
-    return text if len(text) <= width else f"{text[:width]}… ({len(text):,} characters)"
 
 
 def now() -> str:
@@ -164,5 +160,5 @@ class Users:
         if user_id not in self.histories:
             where = "the interactions file" if self.source else "any interactions file (start the service with " \
                 "--interactions to look users up)"
-            raise NotFoundError(f"user {shown(user_id)!r} is not in {where}")
+            raise NotFoundError(f"user {shown_id(user_id)!r} is not in {where}")
         return self.histories[user_id]
