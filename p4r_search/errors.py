@@ -60,6 +60,21 @@ class IndexStateError(P4RError):
     exit_code = 74  # EX_IOERR
 
 
+class ConflictError(P4RError):
+    """An event whose id the history store already has with other content: nothing of its batch is written.
+    `position` is the event's index in its batch."""
+
+    exit_code = 65
+
+    def __init__(self, message: str, position: int):
+        super().__init__(message)
+        self.position = position
+
+
+class HistoryStoreError(IndexStateError):
+    """The history store cannot be read or written (locked too long, disk full, not a store)."""
+
+
 class IncompleteRunError(P4RError):
     """The run finished what it could: some work failed or was stopped (e.g. by a cost cap). Rerun to finish."""
 

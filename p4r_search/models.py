@@ -19,6 +19,11 @@ def _id_to_str(value: Any) -> Any:
     return str(value) if isinstance(value, int) else value
 
 
+# JSON Schema for _non_blank: a character that str.isspace() is False for (tests/test_events.py holds the list)
+NON_BLANK_PATTERN = ("[^\\u0009-\\u000d\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f"
+                     "\\u205f\\u3000]")
+
+
 def _non_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty or whitespace-only")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,9 @@ import httpx
 import uvicorn
 
 from p4r_search.encoder import Encoder
-from p4r_search.serve import Limits, ServedIndex, Service, SharedEncoder, Users, create_app
+from p4r_search.events import HistoryStore
+from p4r_search.events.files import seed_from_files
+from p4r_search.serve import Limits, ServedIndex, Service, SharedEncoder, create_app
 
 
 class LiveServer:
@@ -38,12 +41,21 @@ class LiveServer:
         return httpx.Client(base_url=self.url, timeout=60, **kwargs)
 
 
+def seeded_store(interactions: Path | None = None, reviews: Path | None = None,
+                 history_db: Path | None = None) -> HistoryStore:
+    """A history store seeded from the files, as `p4r serve` makes one; a fresh one in a temporary folder
+    unless `history_db` is given (the test's own tmp_path is not at hand in every fixture)."""
+    store = HistoryStore(history_db or Path(tempfile.mkdtemp(prefix="p4r-history-")) / "history.db")
+    seed_from_files(store, interactions, reviews)
+    return store
+
+
 def make_service(index: Path, encoder: Encoder, interactions: Path | None = None,
-                 reviews: Path | None = None) -> Service:
-    return Service(ServedIndex.embedded(index), SharedEncoder(encoder), Users.load(interactions, reviews))
+                 reviews: Path | None = None, history_db: Path | None = None) -> Service:
+    return Service(ServedIndex.embedded(index), SharedEncoder(encoder), seeded_store(interactions, reviews, history_db))
 
 
 def serve(index: Path, encoder: Encoder, interactions: Path | None = None, *, api_key: str | None = None,
-          limits: Limits | None = None) -> LiveServer:
-    service = make_service(index, encoder, interactions)
+          limits: Limits | None = None, reviews: Path | None = None, history_db: Path | None = None) -> LiveServer:
+    service = make_service(index, encoder, interactions, reviews, history_db)
     return LiveServer(create_app(service, api_key=api_key, limits=limits or Limits(reload_interval_s=0.1)))

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import pytest
 from live_support import SCORE_TOLERANCE, painless
-from serve_support import LiveServer, make_service
+from serve_support import LiveServer, make_service, seeded_store
 
-from p4r_search.serve import ServedIndex, Service, SharedEncoder, Users, create_app
+from p4r_search.serve import ServedIndex, Service, SharedEncoder, create_app
 
 USER = "demo-petite-dresses"
 
 
 @pytest.fixture(scope="module")
 def served(live, subset_index, subset, encoder):
-    users = Users.load(subset["interactions"])
+    users = seeded_store(subset["interactions"])
     cluster = Service(ServedIndex.cluster(live.backend, live.where), SharedEncoder(encoder), users, engine="cluster")
     embedded = make_service(subset_index, encoder, subset["interactions"])
     with LiveServer(create_app(cluster)) as on_cluster, LiveServer(create_app(embedded)) as on_embedded, \

@@ -138,7 +138,7 @@ def test_invalid_requests_get_422_with_the_field_and_the_reason(http, body, fiel
 
 
 @pytest.mark.parametrize(("path", "body", "needle"), [
-    ("/v1/recommend", {"user_id": "nobody"}, "user 'nobody' is not in the interactions file"),
+    ("/v1/recommend", {"user_id": "nobody"}, "user 'nobody' has no history"),
     ("/v1/recommend", {"history": ["gone-1", "gone-2"]}, "none of the history's 2 item(s) is in the index"),
     ("/v1/explain", {"text": "dress", "item_id": "gone"}, "item 'gone' is not in the index"),
 ])

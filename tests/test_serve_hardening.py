@@ -227,7 +227,8 @@ def test_answers_name_no_server_paths_and_do_not_echo_long_ids(subset_index, sub
         long_id = "u" * 400
         long_user = http.get(f"/v1/users/{long_id}")
         huge = http.get(f"/v1/users/{'u' * 10_000}")  # uvicorn's h11 refuses a request line over 16 KiB itself
-    assert user.status_code == 404 and user.json()["detail"] == "user 'nobody' is not in the interactions file"
+    assert user.status_code == 404 and user.json()["detail"] == ("user 'nobody' has no history "
+                                                           "(no events, not in --interactions)")
     assert item.status_code == 404 and str(subset_index) not in item.json()["detail"]
     assert info["index"] == subset_index.name
     assert long_user.status_code == 404 and len(long_user.json()["detail"]) < 150 and "(400 characters)" in long_user.text

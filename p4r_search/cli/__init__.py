@@ -1,6 +1,19 @@
 """The `p4r` command line. Importing this registers every command on the `cli` group."""
 
-from . import data, eval_retrieval, evaluate, index, personas, personas_batch, pipeline, recommend, serve, train  # noqa: F401  (registers the commands)
+from . import (  # noqa: F401  (registers the commands)
+    data,
+    eval_retrieval,
+    evaluate,
+    events,
+    features,
+    index,
+    personas,
+    personas_batch,
+    pipeline,
+    recommend,
+    serve,
+    train,
+)
 from .app import cli
 
 main = cli

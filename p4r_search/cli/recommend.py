@@ -26,6 +26,23 @@ from .options import (
 )
 from .search_options import search_options
 
+PROFILE_OPTIONS = [
+    click.option("--last-n", type=int, default=10, show_default=True, help="Interactions in the profile."),
+    click.option("--gamma", type=FINITE_FLOAT, default=0.65, show_default=True, help="Recency decay: weight gamma**age."),
+    click.option(
+        "--profile-text-weight", type=FINITE_FLOAT, default=0.5, show_default=True, help="Weight of --text with a history."
+    ),
+    click.option("--profile-source", type=click.Choice(PROFILE_SOURCES), default="items", show_default=True,
+                 help="A history interaction as the item, the user's review of it (--reviews), or both."),
+]
+
+
+def profile_options(f):
+    """How a profile is made (last_n, gamma, profile_text_weight, profile_source) and the encoder (model)."""
+    for option in reversed([*PROFILE_OPTIONS, model_option]):
+        f = option(f)
+    return f
+
 
 def user_options(f):
     for option in reversed(
@@ -34,13 +51,7 @@ def user_options(f):
             click.option("--interactions", "interactions_path", type=input_file, default=None, help="Interactions JSONL."),
             click.option("--history", default=None, metavar="ID,ID,…", help="Item ids the user interacted with, oldest first."),
             click.option("--text", "user_text", default=None, help="Free text: the user's own reviews, or what they want."),
-            click.option("--last-n", type=int, default=10, show_default=True, help="Interactions in the profile."),
-            click.option("--gamma", type=FINITE_FLOAT, default=0.65, show_default=True, help="Recency decay: weight gamma**age."),
-            click.option(
-                "--profile-text-weight", type=FINITE_FLOAT, default=0.5, show_default=True, help="Weight of --text with a history."
-            ),
-            click.option("--profile-source", type=click.Choice(PROFILE_SOURCES), default="items", show_default=True,
-                         help="A history interaction as the item, the user's review of it (--reviews), or both."),
+            *PROFILE_OPTIONS,
             click.option("--reviews", "reviews_path", type=input_file, default=None,
                          help="Reviews JSONL: the --user's own reviews, for --profile-source reviews or both."),
             model_option,

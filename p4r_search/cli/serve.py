@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from pathlib import Path
 
 import click
 
@@ -42,6 +43,10 @@ def service_key(host: str) -> str | None:
               help="Interactions JSONL: users to look up by user_id (and to pick on the page).")
 @click.option("--reviews", "reviews_path", type=input_file, default=None,
               help="Reviews JSONL: users' own reviews, for profile source reviews or both.")
+@click.option("--history-db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The users' durable history (SQLite), which POST /v1/events adds to and --interactions and "
+                   "--reviews seed [default: INDEX.history.db beside the embedded index, or in the current "
+                   "folder for a cluster index].")
 @model_option
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Requests computed at once (threads).")
@@ -52,18 +57,20 @@ def service_key(host: str) -> str | None:
 @click.option("--reload-interval", type=FiniteFloatRange(0.05), default=1.0, show_default=True,
               help="Embedded: seconds between checks for a new index generation (served without a restart).")
 def serve(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license, host, port,
-          interactions_path, reviews_path, model, workers, queue, timeout, reload_interval):
+          interactions_path, reviews_path, history_db, model, workers, queue, timeout, reload_interval):
     """Serve recommendations over HTTP (JSON API at /v1, OpenAPI at /docs) and a page at /."""
     try:
         import uvicorn
 
-        from ..serve import Limits, ServedIndex, Service, SharedEncoder, Users, create_app
+        from ..serve import Limits, ServedIndex, Service, SharedEncoder, create_app
     except ImportError as exc:
         raise ConfigError(f"p4r serve needs FastAPI and uvicorn ({exc.name} is missing): "
                           "pip install 'p4r-search[serve]'") from None
     from threadpoolctl import threadpool_limits
 
     from ..encoder import Encoder
+    from ..events import HistoryStore, default_history_db
+    from ..events.files import seed_from_files
 
     if dry_run:
         raise ConfigError("p4r serve answers from an index; --dry-run is for recommend and index commands")
@@ -74,12 +81,15 @@ def serve(engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assum
     else:
         args = (engine, index_name, url, ca_certs, insecure, os_engine, dry_run, assume_version, assume_license)
         index = ServedIndex.cluster(open_cluster(*args), f"{engine} index {index_name}")
-    users = Users.load(interactions_path, reviews_path)
+    store = HistoryStore(history_db or default_history_db(index.path or Path(index_name)))
+    seeded = seed_from_files(store, interactions_path, reviews_path)
     encoder = SharedEncoder(Encoder(model or index.current.backend.model_name))
     encoder.encode(["warm-up"])  # load the model and run it once before listening: the first request pays nothing
     limits = Limits(workers=workers, queue=queue, timeout_s=timeout, reload_interval_s=reload_interval)
-    app = create_app(Service(index, encoder, users, engine), api_key=key, limits=limits)
+    app = create_app(Service(index, encoder, store, engine), api_key=key, limits=limits)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"serving {index.path or index.describe} on http://{shown}:{port}/ (API docs at /docs)"
                f"{'; API key required' if key else ''}", err=True)
+    click.echo(f"history: {store.path} ({store.counts()['users']} users; {seeded} rows new from the start-up files)",
+               err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(timeout) + 1)

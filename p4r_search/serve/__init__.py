@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from .app import Limits, create_app
 from .service import Service
-from .state import ServedIndex, SharedEncoder, Users
+from .state import ServedIndex, SharedEncoder
 
-__all__ = ["Limits", "ServedIndex", "Service", "SharedEncoder", "Users", "create_app"]
+__all__ = ["Limits", "ServedIndex", "Service", "SharedEncoder", "create_app"]

@@ -22,12 +22,23 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from .. import __version__
 from ..errors import P4RError
+from ..events import EventBatchResult
+from ..features import FeatureRow
 from ..models import ItemCard
 from ..recommend import Explanation
 from .errors import Failed, Unauthorized, handle_errors, responses
 from .limits import MAX_BODY, Admission, BodyLimit, Busy, Limits
 from .page import mount_page
-from .schemas import ExplainRequest, IndexInfo, RecommendRequest, RecommendResponse, UserHistory, UserSummary
+from .schemas import (
+    EventsRequest,
+    ExplainRequest,
+    FeaturesRequest,
+    IndexInfo,
+    RecommendRequest,
+    RecommendResponse,
+    UserHistory,
+    UserSummary,
+)
 from .service import Service
 
 __all__ = ["MAX_BODY", "Limits", "create_app"]
@@ -102,6 +113,11 @@ def create_app(service: Service, *, api_key: str | None = None, limits: Limits |
         """Why one item suits one user: its personas by similarity and the history behind the best one."""
         return await run(service.explain, body)
 
+    @app.post("/v1/features", tags=["recommend"], dependencies=v1, responses=posted)
+    async def features(body: FeaturesRequest) -> list[FeatureRow]:
+        """p4r's features of each candidate for this user (docs/ltr.md), one row each, for a team's ranker."""
+        return await run(service.features, body)
+
     @app.get("/v1/items/{item_id}", tags=["index"], dependencies=v1, responses=responses(*auth, 404, 422, 503))
     async def item(item_id: Annotated[str, Path(min_length=1, max_length=500)]) -> ItemCard:
         """An item's personas, with their evidence reviews."""
@@ -112,15 +128,22 @@ def create_app(service: Service, *, api_key: str | None = None, limits: Limits |
         """Model, persona-vector kind, counts and generation of the index being served."""
         return await run(service.info)
 
-    @app.get("/v1/users", tags=["users"], dependencies=v1, responses=responses(*auth, 422))
+    @app.get("/v1/users", tags=["users"], dependencies=v1, responses=responses(*auth, 422, 503))
     async def users(limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> list[UserSummary]:
-        """Users of the interactions file given at start, most interactions first."""
-        return service.user_list(limit)
+        """Users of the history store (start-up files and events), most interactions first."""
+        return await run(service.user_list, limit)
 
-    @app.get("/v1/users/{user_id}", tags=["users"], dependencies=v1, responses=responses(*auth, 404, 422))
+    @app.get("/v1/users/{user_id}", tags=["users"], dependencies=v1, responses=responses(*auth, 404, 422, 503))
     async def user(user_id: Annotated[str, Path(min_length=1, max_length=500)]) -> UserHistory:
-        """A user's history (item ids, oldest first) from the interactions file given at start."""
-        return service.user(user_id)
+        """A user's history (item ids, oldest first) as of now: the start-up files and every event since."""
+        return await run(service.user, user_id)
+
+    @app.post("/v1/events", tags=["users"], dependencies=v1, responses=responses(400, *auth, 409, 413, 422, 503))
+    async def events(body: EventsRequest) -> EventBatchResult:
+        """Interactions and reviews, durable when this answers 200: the next request for the user sees them.
+        Idempotent by `event_id`: a retry (after a timeout, say) changes nothing; the same id with other
+        content is 409 and nothing of the batch is written."""
+        return await run(service.add_events, body)
 
     handle_errors(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from ..clusters.capabilities import CapabilityError
-from ..errors import ChoiceError, ConfigError, IndexStateError, InputError, NotFoundError, P4RError
+from ..errors import ChoiceError, ConfigError, ConflictError, IndexStateError, InputError, NotFoundError, P4RError
 from .limits import Busy
 
 log = logging.getLogger("p4r.serve")
@@ -23,7 +23,7 @@ class ErrorBody(BaseModel):
 
     detail: str = Field(description="What went wrong, in words.")
     type: str = Field(description="unauthorized, not_found, too_large, busy, index_unavailable, backend_error, "
-                                  "backend_unavailable, not_supported, method_not_allowed, bad_request or internal.")
+                                  "backend_unavailable, not_supported, conflict, method_not_allowed, bad_request or internal.")
 
 
 class Issue(BaseModel):
@@ -42,6 +42,7 @@ _WHY = {
     400: "The body could not be read.",
     401: "No API key, or a wrong one.",
     404: "The user or item is not known (or none of the history is in the index).",
+    409: "An event_id the store has with other content; nothing of the batch was written.",
     413: "The body is larger than 4 MiB (counted as it arrives, chunked or not).",
     422: "The request is invalid: each issue with its field and the reason.",
     501: "The cluster cannot do this at all.",
@@ -103,6 +104,8 @@ async def _busy(request: Request, exc: Busy):
 async def _library_error(request: Request, exc: P4RError):
     if isinstance(exc, NotFoundError):
         return error(404, str(exc), "not_found")
+    if isinstance(exc, ConflictError):
+        return error(409, str(exc), "conflict")
     if isinstance(exc, ConfigError | ChoiceError | InputError):  # a check the request model could not make
         return invalid(str(exc))
     if isinstance(exc, CapabilityError):  # the cluster cannot do this at all: retrying will not help

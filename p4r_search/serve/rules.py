@@ -6,6 +6,7 @@ expands the product of the `anyOf`s."""
 
 from __future__ import annotations
 
+from ..models import NON_BLANK_PATTERN
 from ..profile import VISIBLE_PATTERN
 
 
@@ -61,3 +62,8 @@ _CANDIDATE_FUSION = {"anyOf": [  # a candidate weight needs candidates, no keywo
 SEARCH_RULES = {**USER_RULES, "allOf": [*USER_RULES["allOf"], _MODES, _FUSION, _CANDIDATE_FUSION]}
 
 FILTER_FIELDS = {"anyOf": [{"const": "categories"}, {"const": "item_id"}, {"pattern": "^attributes\\.[\\s\\S]"}]}
+
+EVENT_RULES = {"anyOf": [  # a review has its text; an interaction has none
+    _given(type={"const": "review"}, text={"type": "string", "pattern": NON_BLANK_PATTERN}),
+    _all(_given(type={"const": "interaction"}), {"anyOf": [_absent("text"), _given(text={"type": "null"})]}),
+]}

@@ -9,6 +9,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import P4RError
+from ..events import Event
+from ..events.models import EventId
+from ..features import Candidate
 from ..models import Hit
 from ..profile import VISIBLE_PATTERN, ProfileConfig, has_text
 from ..query import MAX_WINDOW, check_filter_field
@@ -17,6 +20,7 @@ from .rules import FILTER_FIELDS, SEARCH_RULES, USER_RULES
 
 MAX_TEXT = 10_000  # characters; the encoder reads the first 128 word pieces (~500 characters) anyway
 MAX_HISTORY = 100_000
+MAX_EVENTS = 1000  # per POST /v1/events
 
 
 class _Body(BaseModel):
@@ -36,9 +40,10 @@ class ProfileSettings(_Body):
 
 
 class UserRequest(_Body):
-    """Who to recommend for: a `user_id` from the service's interactions file, or a `history`; a `text`
+    """Who to recommend for: a `user_id` (its history as of this request: the start-up files and every event
+    acknowledged before), or a `history`; a `text`
     alone or with either. `reviews` maps history item ids to the user's own review of them (profile source
-    `reviews` or `both`); with `user_id` they default to the service's reviews file. The cross-field rules
+    `reviews` or `both`); with `user_id` they default to the user's reviews the service has. The cross-field rules
     are in the JSON Schema (rules.py)."""
 
     model_config = ConfigDict(json_schema_extra=USER_RULES)
@@ -52,7 +57,7 @@ class UserRequest(_Body):
         "zero-width spaces) count as no text."))
     reviews: dict[str, str] | None = Field(None, description=(
         "Item id → the user's review. Profile source `reviews` or `both` with a history needs some; with a "
-        "`user_id` the service's reviews file gives them, so whether they exist there is not in the schema."))
+        "`user_id` the service's store gives them (review events, --reviews), so whether they exist is not in the schema."))
     profile: ProfileSettings = ProfileSettings()
 
     @model_validator(mode="after")
@@ -158,4 +163,22 @@ class UserSummary(BaseModel):
 
 class UserHistory(BaseModel):
     user_id: str
-    history: list[str]
+    history: list[str] = Field(description="Item ids, oldest first: the start-up files and every event since.")
+    reviewed: list[str] = Field(description="Items the user wrote a review of (profile source reviews or both).")
+
+
+class EventsRequest(_Body):
+    """A batch of events, written in one transaction: all of it, or (on any error) none of it."""
+
+    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
+class FeatureCandidate(Candidate):
+    item_id: EventId
+
+
+class FeaturesRequest(UserRequest):
+    """As `p4r features`: p4r's features of each candidate for this user, for a team's own ranker."""
+
+    candidates: list[FeatureCandidate] = Field(min_length=1, max_length=MAX_WINDOW, description=(
+        "The team's candidates, in its order; one row each. An item the index lacks gets in_index 0."))

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import time
 
-from ..errors import ConfigError, NotFoundError
+from ..errors import ConfigError, HistoryStoreError, NotFoundError
+from ..events import EventBatchResult, HistoryStore
+from ..features import FeatureExtractor, FeatureRow
 from ..recommend import Explanation, Recommender, UserInput, shown_id
 from .limits import check_deadline
 from .schemas import (
+    EventsRequest,
     ExplainRequest,
+    FeaturesRequest,
     IndexInfo,
     RecommendRequest,
     RecommendResponse,
@@ -18,15 +22,28 @@ from .schemas import (
     UserRequest,
     UserSummary,
 )
-from .state import ServedIndex, SharedEncoder, Snapshot, Users
+from .state import ServedIndex, SharedEncoder, Snapshot
 
 
 class Service:
-    def __init__(self, index: ServedIndex, encoder: SharedEncoder, users: Users | None = None, engine: str = "embedded"):
+    """`histories`: the users' durable history, read at every request, so an event counts at once."""
+
+    def __init__(self, index: ServedIndex, encoder: SharedEncoder, histories: HistoryStore | None = None,
+                 engine: str = "embedded"):
         self.index = index
         self.encoder = encoder
-        self.users = users or Users()
+        self.histories = histories
         self.engine = engine
+
+    def _store(self) -> HistoryStore:
+        if self.histories is None:
+            raise HistoryStoreError("this service has no history store")
+        return self.histories
+
+    def _profile_of(self, user_id: str) -> tuple[tuple[str, ...], dict[str, str]]:
+        if self.histories is None:
+            raise NotFoundError(f"user {shown_id(user_id)!r} is unknown: this service has no history store")
+        return self.histories.profile_of(user_id)
 
     def _recommender(self, snapshot: Snapshot, request: UserRequest) -> Recommender:
         return Recommender(snapshot.backend, encoder=self.encoder, profile=request.profile.config(),
@@ -36,12 +53,13 @@ class Service:
         history = tuple(request.history or ())
         reviews = dict(request.reviews or {})
         if request.user_id:
-            history = self.users.history(request.user_id)
+            history, own = self._profile_of(request.user_id)
             if request.reviews is None:
-                reviews = self.users.reviews.get(request.user_id, {})
+                reviews = own
         if request.profile.source != "items" and history and not reviews:
             raise ConfigError(f"profile source {request.profile.source!r} needs the user's own reviews: send "
-                              "`reviews` (item id → text), or a user_id with the service started with --reviews")
+                              "`reviews` (item id → text), or a user_id whose reviews the service has (review "
+                              "events, or --reviews at start)")
         return UserInput(history=history, text=request.text, reviews=reviews)
 
     def recommend(self, request: RecommendRequest) -> RecommendResponse:
@@ -59,6 +77,10 @@ class Service:
     def explain(self, request: ExplainRequest) -> Explanation:
         snapshot = self.index.current
         return self._recommender(snapshot, request).explain(self._user(request), request.item_id)
+
+    def features(self, request: FeaturesRequest) -> list[FeatureRow]:
+        extractor = FeatureExtractor.of(self._recommender(self.index.current, request))
+        return extractor.rows(self._user(request), request.candidates, user_id=request.user_id)
 
     def item(self, item_id: str):
         try:
@@ -79,8 +101,13 @@ class Service:
         )
 
     def user_list(self, limit: int) -> list[UserSummary]:
-        ranked = sorted(self.users.histories.items(), key=lambda u: (-len(u[1]), u[0]))[:limit]
-        return [UserSummary(user_id=u, interactions=len(h)) for u, h in ranked]
+        if self.histories is None:
+            return []
+        return [UserSummary(user_id=u, interactions=n) for u, n in self.histories.user_list(limit)]
 
     def user(self, user_id: str) -> UserHistory:
-        return UserHistory(user_id=user_id, history=list(self.users.history(user_id)))
+        history, reviews = self._profile_of(user_id)
+        return UserHistory(user_id=user_id, history=list(history), reviewed=sorted(reviews))
+
+    def add_events(self, request: EventsRequest) -> EventBatchResult:
+        return self._store().add(request.events)

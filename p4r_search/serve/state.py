@@ -1,5 +1,6 @@
 """What a running service holds: the index (one open generation at a time, replaced whole when the index
-changes on disk), the encoder (loaded once, one encode at a time) and the users of an interactions file.
+changes on disk) and the encoder (loaded once, one encode at a time). The users are in a HistoryStore
+(p4r_search.events).
 
 A request takes the current `Snapshot` when it starts and keeps it to the end, so a reload never changes
 the index under a request in flight; the old generation is dropped when its last request finishes.
@@ -10,9 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,8 +20,6 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..encoder import TextEncoder
-from ..errors import NotFoundError
-from ..recommend import shown_id
 
 log = logging.getLogger("p4r.serve")
 Fingerprint = tuple[int, ...] | None
@@ -128,37 +126,3 @@ class SharedEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
             return self._encoder.encode(texts)
-
-
-@dataclass
-class Users:
-    """Histories (oldest first) and own reviews of the users of the files given at start."""
-
-    histories: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    reviews: dict[str, dict[str, str]] = field(default_factory=dict)
-    source: str | None = None
-
-    @classmethod
-    def load(cls, interactions: Path | None, reviews: Path | None = None) -> Users:
-        """Bad lines are errors (file, line, what is wrong), raised before the service listens."""
-        from ..catalog import load_interactions
-        from ..io import LineReader
-        from ..models import Review
-
-        histories: dict[str, tuple[str, ...]] = {}
-        if interactions is not None:
-            by_user = load_interactions(interactions, LineReader())
-            histories = {u: tuple(i.item_id for i in rows) for u, rows in by_user.items()}
-        own: dict[str, dict[str, str]] = defaultdict(dict)
-        if reviews is not None:
-            for _, review, _ in LineReader().read(reviews, Review):
-                if review.user_id:
-                    own[review.user_id][review.item_id] = review.text
-        return cls(histories, dict(own), str(interactions) if interactions else None)
-
-    def history(self, user_id: str) -> tuple[str, ...]:
-        if user_id not in self.histories:
-            where = "the interactions file" if self.source else "any interactions file (start the service with " \
-                "--interactions to look users up)"
-            raise NotFoundError(f"user {shown_id(user_id)!r} is not in {where}")
-        return self.histories[user_id]
