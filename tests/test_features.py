@@ -196,8 +196,11 @@ def test_cli_unknown_user_and_no_output(subset_index, subset, tmp_path):
 
 
 def test_cli_user_id_without_a_history_source(subset_index, tmp_path):
+    import shutil
+
+    index = shutil.copytree(subset_index, tmp_path / "idx")  # no store beside it (the serve tests make one there)
     candidates = write_jsonl(tmp_path / "c.jsonl", [{"user_id": "u1", "candidates": [{"item_id": "1"}]}])
-    result = run_cli("features", "--index", subset_index, "--candidates", candidates, "--jsonl", tmp_path / "o", expect=64)
+    result = run_cli("features", "--index", index, "--candidates", candidates, "--jsonl", tmp_path / "o", expect=64)
     assert "needs --history-db or --interactions" in result.output
 
 
